@@ -1,0 +1,117 @@
+"""The decoder: one recurrent step with feedback, peek and attention, or all steps fused.
+
+Where the context comes from and where it goes (H = hidden size):
+
+==============  ==========================================  ==========================
+attention       peek=False                                  peek=True
+==============  ==========================================  ==========================
+none            s_t = RNN(x_t, s_t-1); y_t = O(s_t)         c = encoder summary;
+                                                            s_t = RNN([x_t; c], s_t-1);
+                                                            y_t = O([s_t; c])   (Cho)
+additive/dot/   s_t = RNN(x_t, s_t-1); c_t = attn(s_t);     c_t = attn(s_t-1);
+general         y_t = O([s_t; c_t])  (Luong, no input       s_t = RNN([x_t; c_t], s_t-1);
+                feeding)                                    y_t = O([s_t; c_t])
+                                                            (Bahdanau / input feeding)
+==============  ==========================================  ==========================
+
+x_t is the previous output y_t-1 embedded (feedback), or, without feedback, the encoder
+summary through ``Dense(H, relu)`` at every step (the seed's RepeatVector model).
+O([s; c]) is ``Linear(tanh(Linear([s; c])))``; O(s) is ``Linear(s)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.models.attention import Attention
+from pipeline.models.encoder import RNNS, Encoded, State
+
+
+def top_hidden(state: State) -> torch.Tensor:
+    """The top layer's hidden state (B, H) of an LSTM (h, c) or GRU h state."""
+    return state[0][-1] if isinstance(state, tuple) else state[-1]
+
+
+class Decoder(nn.Module):
+    """Decoder over an :class:`Encoded` source; see the module docstring for the wiring."""
+
+    def __init__(
+        self,
+        input: nn.Module,
+        output_dim: int,
+        embed_dim: int,
+        hidden_dim: int,
+        depth: int,
+        cell: str = "lstm",
+        dropout: float = 0.0,
+        peek: bool = False,
+        attention: str = "none",
+        feedback: bool = True,
+    ):
+        super().__init__()
+        self.input = input
+        self.peek = peek
+        self.feedback = feedback
+        self.repeat = (
+            None if feedback else nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU())
+        )
+        in_dim = (embed_dim if feedback else hidden_dim) + (hidden_dim if peek else 0)
+        self.rnn = RNNS[cell](
+            in_dim, hidden_dim, num_layers=depth, batch_first=True,
+            dropout=dropout if depth > 1 else 0.0,
+        )
+        self.attention = None if attention == "none" else Attention(attention, hidden_dim)
+        self.combine = nn.Linear(2 * hidden_dim, hidden_dim) if peek or self.attention else None
+        self.out = nn.Linear(hidden_dim, output_dim)
+
+    @property
+    def input_feeding(self) -> bool:
+        """True when the recurrent step depends on the attention context (peek + attention)."""
+        return self.peek and self.attention is not None
+
+    def keys(self, enc: Encoded) -> torch.Tensor | None:
+        """Attention keys, computed once per batch (None without attention)."""
+        return None if self.attention is None else self.attention.keys(enc.memory)
+
+    def inputs(self, prev: torch.Tensor | None, enc: Encoded, steps: int) -> torch.Tensor:
+        """x for ``steps`` steps: embedded previous outputs (B, steps, ...) or the repeated summary."""
+        if self.feedback:
+            return self.input(prev)
+        return self.repeat(enc.summary).unsqueeze(1).expand(-1, steps, -1)
+
+    def step(
+        self, x: torch.Tensor, state: State, enc: Encoded, keys: torch.Tensor | None
+    ) -> tuple[torch.Tensor, State, torch.Tensor | None]:
+        """One decoder step from x (B, 1, E). Returns output (B, 1, V), new state, weights (B, 1, S)."""
+        weights = None
+        if self.input_feeding:
+            ctx, weights = self.attention(top_hidden(state).unsqueeze(1), keys, enc.memory, enc.mask)
+            x = torch.cat([x, ctx], dim=-1)
+        elif self.peek:
+            x = torch.cat([x, enc.summary.unsqueeze(1)], dim=-1)
+        h, state = self.rnn(x, state)
+        out, w = self._output(h, enc, keys, ctx if self.input_feeding else None)
+        return out, state, weights if weights is not None else w
+
+    def run(
+        self, x: torch.Tensor, state: State, enc: Encoded, keys: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """All steps in one fused RNN call, for inputs known in advance (not input feeding)."""
+        assert not self.input_feeding, "input feeding needs the step-by-step path"
+        if self.peek:
+            x = torch.cat([x, enc.summary.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
+        h, _ = self.rnn(x, state)
+        return self._output(h, enc, keys, None)
+
+    def _output(
+        self, h: torch.Tensor, enc: Encoded, keys: torch.Tensor | None, ctx: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        weights = None
+        if ctx is None and self.attention is not None:
+            ctx, weights = self.attention(h, keys, enc.memory, enc.mask)
+        elif ctx is None and self.peek:
+            ctx = enc.summary.unsqueeze(1).expand_as(h)
+        if self.combine is not None:
+            h = torch.tanh(self.combine(torch.cat([h, ctx], dim=-1)))
+        return self.out(h), weights

@@ -1,0 +1,113 @@
+"""Stacked, optionally bidirectional LSTM/GRU encoder over padded batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+RNNS = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class Encoded:
+    """What the encoder hands to the decoder.
+
+    memory: (B, S, H) outputs of the top layer, directions projected to H.
+    mask: (B, S) True on real positions.
+    state: per-layer final state (h or (h, c)), each (layers, B, H), directions merged.
+    summary: (B, H) the top layer's final hidden state: the fixed context vector c.
+    """
+
+    memory: torch.Tensor
+    mask: torch.Tensor
+    state: State
+    summary: torch.Tensor
+
+    def select(self, index: torch.Tensor) -> Encoded:
+        """The batch rows ``index`` (used to expand and reorder beams)."""
+        return Encoded(
+            self.memory[index], self.mask[index], select_state(self.state, index),
+            self.summary[index],
+        )
+
+
+def select_state(state: State, index: torch.Tensor) -> State:
+    """Rows ``index`` of an RNN state (layers, B, H), or of both parts of an LSTM state."""
+    if isinstance(state, tuple):
+        return tuple(s.index_select(1, index) for s in state)
+    return state.index_select(1, index)
+
+
+def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B,) lengths -> (B, max_len) bool mask, True on real positions."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class Encoder(nn.Module):
+    """Embeds (tokens) or projects (vectors) the input and runs a packed RNN over it.
+
+    Padding never reaches the RNN (packed sequences), so the final state of every
+    sequence is taken at its own last real step, and the backward direction of a
+    bidirectional encoder starts at the last real token.
+    """
+
+    def __init__(
+        self,
+        input: nn.Module,
+        embed_dim: int,
+        hidden_dim: int,
+        depth: int,
+        cell: str = "lstm",
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.input = input
+        self.cell = cell
+        self.depth = depth
+        self.bidirectional = bidirectional
+        self.rnn = RNNS[cell](
+            embed_dim,
+            hidden_dim,
+            num_layers=depth,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if depth > 1 else 0.0,
+        )
+        directions = 2 if bidirectional else 1
+        self.merge_out = nn.Linear(directions * hidden_dim, hidden_dim) if bidirectional else None
+        self.merge_h = nn.Linear(directions * hidden_dim, hidden_dim) if bidirectional else None
+        self.merge_c = (
+            nn.Linear(directions * hidden_dim, hidden_dim)
+            if bidirectional and cell == "lstm"
+            else None
+        )
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> Encoded:
+        x = self.input(src)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
+        if self.cell == "lstm":
+            h, c = state
+            state = (self._merge(h, self.merge_h), self._merge(c, self.merge_c))
+            top = state[0][-1]
+        else:
+            state = self._merge(state, self.merge_h)
+            top = state[-1]
+        if self.merge_out is not None:
+            memory = self.merge_out(memory)
+        return Encoded(memory, length_mask(lengths, src.shape[1]), state, top)
+
+    def _merge(self, s: torch.Tensor, proj: nn.Linear | None) -> torch.Tensor:
+        """(layers*dirs, B, H) -> (layers, B, H): concatenate directions, project to H."""
+        if proj is None:
+            return s
+        layers, batch = self.depth, s.shape[1]
+        s = s.view(layers, 2, batch, -1).permute(0, 2, 1, 3).reshape(layers, batch, -1)
+        return proj(s)

@@ -1,0 +1,214 @@
+"""The configurable encoder-decoder behind every variant of the seed.
+
+Switches (orthogonal; the seed's classes are presets of them, see ``presets.py``):
+
+- ``cell`` lstm|gru, ``depth`` int or ``[encoder, decoder]``, ``dropout`` between layers;
+- ``bidirectional`` encoder, directions concatenated and projected to ``hidden_dim``;
+- ``bridge``: the encoder's final state initialises the decoder, layer by layer (decoder
+  layer i takes encoder layer min(i, encoder depth - 1)); off: the decoder starts at zeros;
+- ``feedback``: the decoder's input at step t is its output at t-1 (a start token or start
+  vector at t=0); during training the ground truth at t-1 with probability
+  ``teacher_forcing`` per sequence and step. Off: the seed's RepeatVector model;
+- ``peek``: the context is concatenated to the decoder's input at every step and to the
+  output layer's input (Cho et al. 2014);
+- ``attention`` none|additive|dot|general: without peek the attention context is used at
+  the output only (Luong, no input feeding); with peek it also enters the recurrent step
+  (Bahdanau, Luong input feeding). So every cell of depth x peek x attention is distinct.
+
+``kind="tokens"``: embeddings in, logits out, padding (id ``pad_id``) masked everywhere.
+``kind="vectors"``: linear in, linear out (the seed's setup, trained with mse).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pipeline.models.decoder import Decoder
+from pipeline.models.encoder import Encoded, Encoder, State
+from pipeline.models.search import Generation, beam_search, greedy_search
+
+KINDS = ("tokens", "vectors")
+
+
+@dataclass
+class Seq2SeqOutput:
+    """outputs: (B, T, V) logits or (B, T, D) vectors; attention: (B, T, S) or None."""
+
+    outputs: torch.Tensor
+    attention: torch.Tensor | None
+
+
+def split_depth(depth: int | list[int] | tuple[int, int]) -> tuple[int, int]:
+    """``depth`` as (encoder, decoder) layers: an int for both, or a pair."""
+    if isinstance(depth, int) and not isinstance(depth, bool):
+        pair = (depth, depth)
+    elif isinstance(depth, (list, tuple)) and len(depth) == 2:
+        pair = tuple(depth)
+    else:
+        raise ValueError(f"depth must be an int or an [encoder, decoder] pair, got {depth!r}")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in pair):
+        raise ValueError(f"depth must hold integers >= 1, got {depth!r}")
+    return pair
+
+
+class EncoderDecoder(nn.Module):
+    """One encoder-decoder implementing every switch of MODELS.md (see module docstring)."""
+
+    def __init__(
+        self,
+        kind: str = "tokens",
+        input_dim: int = 16,
+        output_dim: int = 16,
+        hidden_dim: int = 128,
+        embed_dim: int | None = None,
+        depth: int | list[int] | tuple[int, int] = 1,
+        cell: str = "lstm",
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        bridge: bool = True,
+        peek: bool = False,
+        attention: str = "none",
+        feedback: bool = True,
+        teacher_forcing: float = 1.0,
+        output_length: int | None = None,
+        pad_id: int = 0,
+        bos_id: int = 1,
+        eos_id: int = 2,
+    ):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        enc_depth, dec_depth = split_depth(depth)
+        embed_dim = embed_dim or hidden_dim
+        self.kind = kind
+        self.output_dim = output_dim
+        self.hidden_dim = hidden_dim
+        self.bridge = bridge
+        self.teacher_forcing = teacher_forcing
+        self.output_length = output_length
+        self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+        self.encoder = Encoder(
+            self._input_layer(input_dim, embed_dim), embed_dim, hidden_dim, enc_depth,
+            cell, bidirectional, dropout,
+        )
+        self.decoder = Decoder(
+            self._input_layer(output_dim, embed_dim), output_dim, embed_dim, hidden_dim,
+            dec_depth, cell, dropout, peek, attention, feedback,
+        )
+        self.dec_depth = dec_depth
+
+    def _input_layer(self, dim: int, embed_dim: int) -> nn.Module:
+        if self.kind == "tokens":
+            return nn.Embedding(dim, embed_dim, padding_idx=self.pad_id)
+        return nn.Linear(dim, embed_dim)
+
+    # -- encoding -----------------------------------------------------------------------
+
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor | None = None) -> Encoded:
+        """Run the encoder; ``src_lengths`` defaults to the full width of ``src``."""
+        if src_lengths is None:
+            src_lengths = torch.full((src.shape[0],), src.shape[1], dtype=torch.long)
+        return self.encoder(src, src_lengths.to(src.device))
+
+    def initial_state(self, enc: Encoded) -> State:
+        """The decoder's first state: the bridged encoder state, or zeros without bridge."""
+        layers = [min(i, self.encoder.depth - 1) for i in range(self.dec_depth)]
+        if isinstance(enc.state, tuple):
+            state = tuple(s[layers] for s in enc.state)
+            return state if self.bridge else tuple(torch.zeros_like(s) for s in state)
+        state = enc.state[layers]
+        return state if self.bridge else torch.zeros_like(state)
+
+    def start(self, batch: int, device: torch.device) -> torch.Tensor:
+        """The decoder's first input: the start token (B, 1) or a zero start vector (B, 1, D)."""
+        if self.kind == "tokens":
+            return torch.full((batch, 1), self.bos_id, dtype=torch.long, device=device)
+        return torch.zeros(batch, 1, self.output_dim, device=device)
+
+    # -- training / scoring -------------------------------------------------------------
+
+    def forward(
+        self,
+        src: torch.Tensor,
+        src_lengths: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+        max_len: int | None = None,
+        teacher_forcing: float | None = None,
+    ) -> Seq2SeqOutput:
+        """Decode ``target.shape[1]`` steps (or ``max_len``) and return every step's output.
+
+        In training mode the ground truth of step t-1 is fed at step t with probability
+        ``teacher_forcing`` (default: the model's setting); in eval mode, or without a
+        target, the model feeds back its own previous output (greedy, no early stop).
+        """
+        enc = self.encode(src, src_lengths)
+        steps = target.shape[1] if target is not None else (max_len or self.output_length)
+        if steps is None:
+            raise ValueError("give a target, max_len, or build the model with output_length")
+        if teacher_forcing is None:
+            teacher_forcing = self.teacher_forcing if self.training else 0.0
+        if target is None:
+            teacher_forcing = 0.0
+        state, keys = self.initial_state(enc), self.decoder.keys(enc)
+        start = self.start(src.shape[0], src.device)
+        dec = self.decoder
+        if not dec.input_feeding and (not dec.feedback or teacher_forcing >= 1.0):
+            prev = torch.cat([start, target[:, :-1]], dim=1) if dec.feedback else None
+            outputs, attention = dec.run(dec.inputs(prev, enc, steps), state, enc, keys)
+            return Seq2SeqOutput(outputs, attention)
+        return self._decode_steps(enc, state, keys, start, steps, target, teacher_forcing)
+
+    def _decode_steps(self, enc, state, keys, prev, steps, target, teacher_forcing):
+        outputs, weights = [], []
+        for t in range(steps):
+            out, state, w = self.decoder.step(self.decoder.inputs(prev, enc, 1), state, enc, keys)
+            outputs.append(out)
+            weights.append(w)
+            prev = out.argmax(-1) if self.kind == "tokens" else out
+            if teacher_forcing > 0.0:
+                gold = torch.rand(prev.shape[0], device=prev.device) < teacher_forcing
+                gold = gold.view(-1, *([1] * (prev.dim() - 1)))
+                prev = torch.where(gold, target[:, t : t + 1], prev)
+        attention = None if weights[0] is None else torch.cat(weights, dim=1)
+        return Seq2SeqOutput(torch.cat(outputs, dim=1), attention)
+
+    # -- inference ----------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        src: torch.Tensor,
+        src_lengths: torch.Tensor | None = None,
+        max_len: int | None = None,
+        beam_size: int = 1,
+        length_penalty: float = 0.0,
+        return_attention: bool = False,
+    ) -> Generation:
+        """Decode without ground truth: greedy (``beam_size=1``) or batched beam search.
+
+        Token models stop each sequence at its end-of-sequence token (or ``max_len``);
+        vector models run ``max_len`` (default ``output_length``) steps. Beam scores are
+        divided by ``length ** length_penalty``. With ``return_attention`` the weights of
+        every step, (B, T, S), come back for plotting.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            max_len = max_len or self.output_length
+            if max_len is None:
+                raise ValueError("give max_len, or build the model with output_length")
+            if self.kind == "vectors":
+                if beam_size != 1:
+                    raise ValueError("beam search needs token outputs; vector models decode greedily")
+                out = self.forward(src, src_lengths, max_len=max_len)
+                return Generation(out.outputs, None, None, out.attention if return_attention else None)
+            enc = self.encode(src, src_lengths)
+            search = greedy_search if beam_size == 1 else beam_search
+            kwargs = {} if beam_size == 1 else {"beam_size": beam_size, "length_penalty": length_penalty}
+            gen = search(self, enc, max_len, **kwargs)
+            return gen if return_attention else Generation(gen.sequences, gen.lengths, gen.scores, None)
+        finally:
+            self.train(was_training)
