@@ -1,0 +1,47 @@
+# Every target installs what it needs first (a .venv, torch pinned to the small CPU build).
+# Extra Hydra overrides: make train ARGS="model.depth=2 data=copy"
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+TORCH := torch==2.13.0
+ARGS ?=
+SWEEP ?= grid
+JOBS ?= 1
+HOST ?= 127.0.0.1
+PORT ?= 5000
+PYTEST_ARGS ?=
+
+.PHONY: help install train sweep ui test lint clean
+
+help:  ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]" $(TORCH)
+	touch $(STAMP)
+
+install: $(STAMP)  ## Make .venv and install the project (skipped when nothing changed)
+
+train: $(STAMP)  ## Train one model with the default config (+ ARGS overrides)
+	$(PY) -m pipeline.train $(ARGS)
+
+sweep: $(STAMP)  ## Run a sweep (SWEEP=grid) into MLflow: one parent run, a child per job
+	$(PY) -m pipeline.train -m hparams_search=$(SWEEP) $(ARGS)
+
+ui: $(STAMP)  ## Browse the results: MLflow UI on http://$(HOST):$(PORT)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
+		--default-artifact-root file://$(CURDIR)/outputs/mlartifacts --host $(HOST) --port $(PORT)
+
+test: $(STAMP)  ## Lint and run the test suite
+	$(VENV)/bin/ruff check pipeline tests
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff
+	$(VENV)/bin/ruff check pipeline tests
+
+clean:  ## Remove outputs (runs, MLflow store, data cache); keeps .venv
+	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -1,0 +1,138 @@
+"""Structured configs (typed schemas in Hydra's ConfigStore) and their validation.
+
+Types are checked by OmegaConf when overrides are merged (``model.hidden_dim=abc`` and
+``model.cell=transformer`` fail there, naming the key); ranges and combinations are
+checked by :func:`validate` before any data is built or any model trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work: names the key, the bad value and what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r} is invalid: {allowed}")
+
+
+class Cell(str, Enum):
+    lstm = "lstm"
+    gru = "gru"
+
+
+class AttentionType(str, Enum):
+    none = "none"
+    additive = "additive"
+    dot = "dot"
+    general = "general"
+
+
+@dataclass
+class ModelConfig:
+    """The encoder-decoder's switches; see ``pipeline/models/seq2seq.py`` for their meaning."""
+
+    _target_: str = "pipeline.models.EncoderDecoder"
+    cell: Cell = Cell.lstm
+    depth: Any = 1  # int, or [encoder, decoder]
+    hidden_dim: int = 128
+    embed_dim: int | None = None
+    dropout: float = 0.0
+    bidirectional: bool = False
+    bridge: bool = True
+    peek: bool = False
+    attention: AttentionType = AttentionType.none
+    feedback: bool = True
+    teacher_forcing: float = 1.0
+
+
+@dataclass
+class DataConfig:
+    """Settings every task shares; each task adds its own options."""
+
+    _target_: str = "pipeline.data.Seq2SeqDataModule"
+    task: str = "reverse"
+    batch_size: int = 64
+    train_size: int = 10000
+    val_size: int = 1000
+    test_size: int = 1000
+    seed: int = 0
+    num_workers: int = 0
+    cache_dir: str | None = None
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    """Random token sequences (copy, reverse, sort)."""
+
+    vocab_size: int = 10
+    min_len: int = 1
+    max_len: int = 10
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore (group files extend them by name)."""
+    cs = ConfigStore.instance()
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="data", name="synthetic_schema", node=SyntheticDataConfig)
+
+
+def _register_resolvers() -> None:
+    if not OmegaConf.has_resolver("abspath"):
+        OmegaConf.register_new_resolver("abspath", lambda p: str(Path(p).resolve()))
+
+
+_register_resolvers()
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(key, value, allowed)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject ranges and combinations that cannot work, before any work is done."""
+    m, d = cfg.model, cfg.data
+    depth = m.depth
+    depth_ok = (_is_int(depth) and depth >= 1) or (
+        isinstance(depth, ListConfig | list) and len(depth) == 2
+        and all(_is_int(x) and x >= 1 for x in depth)
+    )
+    _check(depth_ok, "model.depth", OmegaConf.to_object(depth) if isinstance(depth, ListConfig)
+           else depth, "an int >= 1, or an [encoder, decoder] pair such as [2, 3]")
+    _check(m.hidden_dim >= 1, "model.hidden_dim", m.hidden_dim, "an int >= 1")
+    _check(m.embed_dim is None or m.embed_dim >= 1, "model.embed_dim", m.embed_dim,
+           "null (= hidden_dim) or an int >= 1")
+    _check(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "a probability in [0, 1)")
+    _check(0.0 <= m.teacher_forcing <= 1.0, "model.teacher_forcing", m.teacher_forcing,
+           "a ratio in [0, 1] (1.0 = always feed the ground truth)")
+    sees_source = m.bridge or m.peek or m.attention != "none" or not m.feedback
+    _check(sees_source, "model.bridge", m.bridge,
+           "true, or set model.peek=true or a model.attention: otherwise the decoder never "
+           "sees the source")
+    _check(d.batch_size >= 1, "data.batch_size", d.batch_size, "an int >= 1")
+    for split in ("train_size", "val_size", "test_size"):
+        _check(d[split] >= 1, f"data.{split}", d[split], "an int >= 1")
+    if "min_len" in d and "max_len" in d:
+        _check(d.min_len >= 1, "data.min_len", d.min_len, "an int >= 1")
+        _check(d.max_len >= d.min_len, "data.max_len", d.max_len,
+               f"an int >= data.min_len ({d.min_len})")
+    if "vocab_size" in d:
+        _check(d.vocab_size >= 1, "data.vocab_size", d.vocab_size, "an int >= 1")
+    _check(cfg.eval.beam_size >= 1, "eval.beam_size", cfg.eval.beam_size, "an int >= 1")
+
+
+register_configs()

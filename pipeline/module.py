@@ -1,0 +1,112 @@
+"""The LightningModule that trains, validates and tests any encoder-decoder variant."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+
+from pipeline.data import Batch
+from pipeline.metrics import SequenceAccuracy, TokenAccuracy
+from pipeline.models import EncoderDecoder
+
+STAGES = ("val", "test")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class Seq2SeqModule(L.LightningModule):
+    """Wraps an :class:`EncoderDecoder` built from ``net`` (a config with ``_target_``).
+
+    Training feeds the ground truth with the model's ``teacher_forcing`` ratio. Validation
+    and test report the teacher-forced loss (a likelihood, no prediction uses the ground
+    truth) and score free-running decodes: greedy, or beam search with ``beam_size`` > 1.
+    Token tasks log ``{stage}/token_acc`` and ``{stage}/seq_acc``; vector tasks
+    ``{stage}/mse`` and ``{stage}/mae``.
+    """
+
+    def __init__(
+        self,
+        net: dict[str, Any],
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        monitor: str = "val/loss",
+        beam_size: int = 1,
+        length_penalty: float = 0.0,
+        max_decode_len: int | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.net: EncoderDecoder = instantiate(net, _convert_="all")
+        self.tokens = self.net.kind == "tokens"
+        if self.tokens:
+            metrics = {"token_acc": TokenAccuracy(self.net.pad_id),
+                       "seq_acc": SequenceAccuracy(self.net.pad_id)}
+        else:
+            metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}
+        collection = MetricCollection(metrics)
+        self.metrics = torch.nn.ModuleDict(
+            {stage: collection.clone(prefix=f"{stage}/") for stage in STAGES}
+        )
+
+    def forward(self, src, src_lengths=None, **kwargs):
+        return self.net.generate(src, src_lengths, **kwargs)
+
+    def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.tokens:
+            return F.cross_entropy(
+                outputs.flatten(0, 1), target.flatten(), ignore_index=self.net.pad_id
+            )
+        return F.mse_loss(outputs, target)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        out = self.net(batch.src, batch.src_lengths, target=batch.tgt)
+        loss = self.loss(out.outputs, batch.tgt)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}"
+            )
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=batch.src.shape[0])
+        return loss
+
+    def _evaluate(self, batch: Batch, stage: str) -> None:
+        target = batch.tgt
+        scored = self.net(batch.src, batch.src_lengths, target=target, teacher_forcing=1.0)
+        self.log(f"{stage}/loss", self.loss(scored.outputs, target), sync_dist=True,
+                 batch_size=target.shape[0])
+        pred = self.decode(batch)
+        metrics = self.metrics[stage]
+        metrics.update(pred, target)
+        self.log_dict(metrics, batch_size=target.shape[0])
+
+    def decode(self, batch: Batch) -> torch.Tensor:
+        """Free-running predictions: token ids (B, T') or vectors (B, T, D)."""
+        if not self.tokens:
+            return self.net(batch.src, batch.src_lengths, max_len=batch.tgt.shape[1]).outputs
+        max_len = self.hparams.max_decode_len or batch.tgt.shape[1]
+        return self.net.generate(
+            batch.src, batch.src_lengths, max_len=max_len, beam_size=self.hparams.beam_size,
+            length_penalty=self.hparams.length_penalty,
+        ).sequences
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = (self.hparams.optimizer or torch.optim.Adam)(self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        scheduler = self.hparams.scheduler(optimizer)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor}}

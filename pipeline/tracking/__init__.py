@@ -1,0 +1,1 @@
+"""MLflow and Hydra glue: runs, sweeps, plots. Knows nothing of the models' insides."""

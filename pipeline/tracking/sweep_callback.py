@@ -1,0 +1,121 @@
+"""The Hydra callback that gives every multirun one MLflow parent run and a summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra.experimental.callback import Callback
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.tracking.mlflow_run import PARENT_RUN_FILE, ensure_store
+
+log = logging.getLogger(__name__)
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The experiment's id, creating it (and the store) on first use."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list[Run]:
+    """Every run whose ``mlflow.parentRunId`` is ``parent_id``."""
+    return client.search_runs(
+        [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+        max_results=10000,
+    )
+
+
+def summary_table(runs: list[Run]) -> tuple[pd.DataFrame, str, str]:
+    """One row per child (overrides, status, val/test metrics), best first by its monitor."""
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {
+            "run": run.info.run_name, "run_id": run.info.run_id, "status": run.info.status,
+            "overrides": run.data.tags.get("overrides", ""),
+        }
+        row.update({k: v for k, v in sorted(run.data.metrics.items())
+                    if k.startswith(("val/", "test/"))})
+        rows.append(row)
+    tags = runs[0].data.tags if runs else {}
+    metric = tags.get("monitor", "val/seq_acc")
+    mode = tags.get("monitor_mode", "max")
+    table = pd.DataFrame(rows)
+    if metric in table:
+        table = table.sort_values(metric, ascending=mode == "min", na_position="last")
+    return table.reset_index(drop=True), metric, mode
+
+
+class MLflowSweepCallback(Callback):
+    """``on_multirun_start`` creates the store, the experiment and the parent run once,
+    before any job starts (so parallel jobs never race to create them); every job finds
+    the parent's id in the sweep folder. ``on_multirun_end`` writes ``summary.csv`` and
+    ``summary.md``, logs the best child's metrics to the parent and closes it."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None):
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.artifact_location = artifact_location
+        self.parent_id: str | None = None
+        self.experiment_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        ensure_store(self.tracking_uri)
+        client = MlflowClient(self.tracking_uri)
+        self.experiment_id = get_or_create_experiment(
+            client, self.experiment_name, self.artifact_location
+        )
+        sweep_dir = Path(config.hydra.sweep.dir)
+        grid = OmegaConf.to_container(config.hydra.sweeper.get("params") or {}, resolve=True)
+        overrides = list(config.hydra.overrides.task)
+        run = client.create_run(
+            self.experiment_id, run_name=f"sweep {sweep_dir.name}",
+            tags={"sweep_dir": str(sweep_dir), "overrides": " ".join(overrides)[:5000],
+                  "role": "sweep"},
+        )
+        self.parent_id = run.info.run_id
+        for key, values in grid.items():
+            client.log_param(self.parent_id, key, str(values))
+        for override in overrides:
+            key, _, values = override.partition("=")
+            if "," in values:
+                client.log_param(self.parent_id, key.lstrip("+~"), values)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_RUN_FILE).write_text(
+            json.dumps({"run_id": self.parent_id, "experiment_id": self.experiment_id})
+        )
+        log.info("MLflow parent run %s in %s", self.parent_id, self.tracking_uri)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent_id is None:
+            return
+        client = MlflowClient(self.tracking_uri)
+        runs = child_runs(client, self.experiment_id, self.parent_id)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        table, metric, _ = summary_table(runs)
+        (sweep_dir / "summary.csv").write_text(table.to_csv(index=False))
+        (sweep_dir / "summary.md").write_text(table.to_markdown(index=False) + "\n")
+        for name in ("summary.csv", "summary.md"):
+            client.log_artifact(self.parent_id, str(sweep_dir / name))
+        finished = table[table.status == "FINISHED"] if len(table) else table
+        if len(finished) and metric in finished:
+            best = finished.iloc[0]
+            client.set_tag(self.parent_id, "best_run_id", best.run_id)
+            for key, value in best.items():
+                if key.startswith(("val/", "test/")) and pd.notna(value):
+                    client.log_metric(self.parent_id, f"best/{key}", float(value))
+        failed = int((table.status != "FINISHED").sum()) if len(table) else 0
+        client.set_tag(self.parent_id, "failed_jobs", str(failed))
+        client.set_terminated(self.parent_id, "FAILED" if failed else "FINISHED")
+        log.info("Sweep summary (%d runs, %d failed): %s", len(table), failed,
+                 sweep_dir / "summary.md")

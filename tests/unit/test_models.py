@@ -1,0 +1,193 @@
+"""The models' semantics: masking, feedback, teacher forcing, peek, attention, bridge, search."""
+
+import pytest
+import torch
+
+from pipeline.models import EncoderDecoder
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from pipeline.models.attention import Attention
+from pipeline.models.search import beam_search
+
+VOCAB = 12
+
+
+def make(**kw) -> EncoderDecoder:
+    torch.manual_seed(0)
+    args = dict(kind="tokens", input_dim=VOCAB, output_dim=VOCAB, hidden_dim=16)
+    args.update(kw)
+    return EncoderDecoder(**args).eval()
+
+
+def batch(b=4, s=6, t=5, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, VOCAB, (b, s), generator=g)
+    lengths = torch.tensor([s, 3, 1, 5][:b])
+    src = src.masked_fill(torch.arange(s)[None] >= lengths[:, None], 0)
+    tgt = torch.randint(4, VOCAB, (b, t), generator=g)
+    return src, lengths, tgt
+
+
+ALL = [
+    dict(),
+    dict(peek=True),
+    dict(attention="additive"),
+    dict(attention="additive", peek=True, bidirectional=True, bridge=False),
+    dict(attention="dot", cell="gru", depth=[2, 3]),
+    dict(attention="general", peek=True, cell="gru"),
+    dict(feedback=False, bridge=False),
+]
+
+
+@pytest.mark.parametrize("kw", ALL)
+def test_shapes(kw):
+    model = make(**kw)
+    src, lengths, tgt = batch()
+    out = model(src, lengths, target=tgt)
+    assert out.outputs.shape == (4, 5, VOCAB)
+    attn = kw.get("attention", "none") != "none"
+    assert (out.attention is not None) == attn
+    if attn:
+        assert out.attention.shape == (4, 5, 6)
+
+
+@pytest.mark.parametrize("kw", ALL)
+def test_padding_changes_nothing(kw):
+    """Appending padding to the sources leaves outputs and attention of real tokens as they were."""
+    model = make(**kw)
+    src, lengths, tgt = batch()
+    padded = torch.cat([src, torch.zeros(4, 3, dtype=torch.long)], dim=1)
+    for tf in (1.0, 0.0):
+        a = model(src, lengths, target=tgt, teacher_forcing=tf)
+        b = model(padded, lengths, target=tgt, teacher_forcing=tf)
+        torch.testing.assert_close(a.outputs, b.outputs, rtol=1e-5, atol=1e-6)
+        if a.attention is not None:
+            torch.testing.assert_close(a.attention, b.attention[..., :6], rtol=1e-5, atol=1e-6)
+            assert b.attention[..., 6:].abs().max() == 0
+
+
+@pytest.mark.parametrize("kind", ["additive", "dot", "general"])
+def test_attention_is_a_distribution_over_real_tokens(kind):
+    model = make(attention=kind, peek=True)
+    src, lengths, tgt = batch()
+    weights = model(src, lengths, target=tgt).attention
+    torch.testing.assert_close(weights.sum(-1), torch.ones(4, 5))
+    pad = torch.arange(6)[None] >= lengths[:, None]
+    assert weights.masked_select(pad.unsqueeze(1).expand_as(weights)).abs().max() == 0
+
+
+def test_attention_score_depends_on_the_query():
+    """The Keras library's score had a query term that cancelled in the softmax."""
+    attn = Attention("additive", 8)
+    memory, mask = torch.randn(1, 5, 8), torch.ones(1, 5, dtype=torch.bool)
+    keys = attn.keys(memory)
+    _, w1 = attn(torch.randn(1, 1, 8), keys, memory, mask)
+    _, w2 = attn(torch.randn(1, 1, 8), keys, memory, mask)
+    assert not torch.allclose(w1, w2)
+
+
+@pytest.mark.parametrize("kw", ALL[:6])
+def test_fused_path_equals_step_path(kw):
+    """Teacher forcing 1.0 runs the decoder in one RNN call; the step loop gives the same."""
+    model = make(**kw)
+    src, lengths, tgt = batch()
+    fused = model(src, lengths, target=tgt, teacher_forcing=1.0)
+    stepped = model._decode_steps(
+        model.encode(src, lengths), model.initial_state(model.encode(src, lengths)),
+        model.decoder.keys(model.encode(src, lengths)), model.start(4, src.device), 5, tgt, 1.0,
+    )
+    torch.testing.assert_close(fused.outputs, stepped.outputs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(attention="additive", peek=True)])
+def test_teacher_forcing_never_leaks_step_t_into_step_t(kw):
+    """The Keras library fed y_t at step t; here step t sees only y_<t."""
+    model = make(**kw).train()
+    src, lengths, tgt = batch()
+    changed = tgt.clone()
+    changed[:, 2] = (tgt[:, 2] - 4 + 1) % (VOCAB - 4) + 4
+    a = model(src, lengths, target=tgt, teacher_forcing=1.0).outputs
+    b = model(src, lengths, target=changed, teacher_forcing=1.0).outputs
+    torch.testing.assert_close(a[:, :3], b[:, :3])
+    assert not torch.allclose(a[:, 3], b[:, 3])
+
+
+def test_feedback_uses_own_prediction_at_evaluation():
+    """At eval the input at step t+1 is the argmax of step t, whatever the target says."""
+    model = make()
+    seen = []
+    model.decoder.input.register_forward_hook(lambda m, i, o: seen.append(i[0].clone()))
+    src, lengths, tgt = batch()
+    out = model(src, lengths, target=tgt)  # eval mode: no teacher forcing
+    predictions = out.outputs.argmax(-1)
+    fed = torch.cat(seen, dim=1)
+    assert torch.equal(fed[:, 0], torch.full((4,), model.bos_id))
+    assert torch.equal(fed[:, 1:], predictions[:, :-1])
+
+
+def test_peek_context_reaches_every_step_concatenated():
+    model = make(peek=True, bridge=False)
+    src, lengths, tgt = batch()
+    enc = model.encode(src, lengths)
+    x = model.decoder.inputs(torch.cat([model.start(4, "cpu"), tgt[:, :-1]], 1), enc, 5)
+    state = model.initial_state(enc)
+    base, _ = model.decoder.run(x, state, enc, None)
+    enc.summary = torch.zeros_like(enc.summary)
+    zeroed, _ = model.decoder.run(x, state, enc, None)
+    assert ((base - zeroed).abs().amax(dim=(0, 2)) > 1e-6).all()
+    assert model.decoder.rnn.input_size == 2 * 16  # [embedding; context], not a sum
+
+
+def test_bridge_off_starts_the_decoder_at_zeros():
+    src, lengths, _ = batch()
+    off = make(bridge=False)
+    state = off.initial_state(off.encode(src, lengths))
+    assert all(s.abs().max() == 0 for s in state)
+    on = make(bridge=True)
+    enc = on.encode(src, lengths)
+    torch.testing.assert_close(on.initial_state(enc)[0], enc.state[0])
+
+
+def test_deeper_decoder_takes_the_top_encoder_layer_for_extra_layers():
+    model = make(depth=[2, 3], cell="gru")
+    src, lengths, _ = batch()
+    enc = model.encode(src, lengths)
+    state = model.initial_state(enc)
+    assert state.shape == (3, 4, 16)
+    torch.testing.assert_close(state[2], enc.state[1])
+
+
+def test_bidirectional_backward_direction_reads_from_the_last_real_token():
+    model = make(bidirectional=True)
+    enc = model.encoder
+    src, lengths, _ = batch()
+    x = enc.input(src)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    _, (h, _) = enc.rnn(packed)  # (directions, B, H): forward, backward
+    backward = torch.nn.LSTM(16, 16, batch_first=True)
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        getattr(backward, name).data = getattr(enc.rnn, name + "_reverse").data
+    _, (expected, _) = backward(x[1:2, :3].flip(1))  # row 1 has 3 real tokens
+    torch.testing.assert_close(h[1, 1], expected[0, 0])
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(attention="general", peek=True, cell="gru")])
+def test_greedy_stops_at_eos_and_beam_is_not_worse(kw):
+    model = make(**kw)
+    src, lengths, _ = batch()
+    greedy = model.generate(src, lengths, max_len=8, return_attention=True)
+    beam = model.generate(src, lengths, max_len=8, beam_size=4)
+    assert (beam.scores >= greedy.scores - 1e-5).all()
+    for row, n in zip(greedy.sequences, greedy.lengths, strict=True):
+        assert (row[n:] == model.pad_id).all()
+        assert (row[: n - 1] != model.eos_id).all()
+        assert row[n - 1] == model.eos_id or n == 8
+
+
+def test_beam_size_one_equals_greedy():
+    model = make(attention="additive")
+    src, lengths, _ = batch()
+    a = model.generate(src, lengths, max_len=8)
+    b = beam_search(model, model.encode(src, lengths), 8, beam_size=1)
+    assert torch.equal(a.sequences, b.sequences)
+    torch.testing.assert_close(a.scores, b.scores)
