@@ -78,12 +78,58 @@ class SyntheticDataConfig(DataConfig):
     max_len: int = 10
 
 
+@dataclass
+class AdditionDataConfig(DataConfig):
+    """"123+45" -> "168" (the Keras addition_rnn example)."""
+
+    digits: int = 3
+    reverse_input: bool = False
+
+
+@dataclass
+class VectorsDataConfig(DataConfig):
+    """The seed's float-vector setup."""
+
+    input_length: int = 7
+    input_dim: int = 5
+    output_length: int = 8
+    output_dim: int = 8
+
+
+@dataclass
+class G2PDataConfig(DataConfig):
+    """CMUdict grapheme-to-phoneme."""
+
+    stress: bool = False
+    max_word_len: int = 20
+
+
+@dataclass
+class CO2DataConfig(DataConfig):
+    """Mauna Loa CO2 forecasting."""
+
+    input_length: int = 52
+    output_length: int = 13
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+
+DATA_SCHEMAS = {
+    "data_schema": DataConfig,
+    "synthetic_schema": SyntheticDataConfig,
+    "addition_schema": AdditionDataConfig,
+    "vectors_schema": VectorsDataConfig,
+    "g2p_schema": G2PDataConfig,
+    "co2_schema": CO2DataConfig,
+}
+
+
 def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore (group files extend them by name)."""
     cs = ConfigStore.instance()
     cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="data", name="data_schema", node=DataConfig)
-    cs.store(group="data", name="synthetic_schema", node=SyntheticDataConfig)
+    for name, node in DATA_SCHEMAS.items():
+        cs.store(group="data", name=name, node=node)
 
 
 def _register_resolvers() -> None:

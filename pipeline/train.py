@@ -81,7 +81,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         net = Seq2SeqModule.load_from_checkpoint(best, weights_only=False).net if best else module.net
         requirements = [f"torch=={version('torch')}", f"seq2seq-pipeline=={version('seq2seq-pipeline')}"]
         mlflow_run.log_model(cfg.logger.tracking_uri, logger.run_id, net.cpu(), requirements)
-        log.info("%s: %s", cfg.monitor, metrics.get(cfg.monitor))
+        test_metric = cfg.monitor.replace("val/", "test/")
+        log.info("best %s: %s, %s: %s", cfg.monitor, metrics.get(f"best/{cfg.monitor}"),
+                 test_metric, metrics.get(test_metric))
     return metrics
 
 

@@ -60,17 +60,23 @@ def task_overrides() -> list[str]:
 
 
 def run_name(cfg: DictConfig) -> str:
-    """Built from the overrides that change what is trained, else the variant's name."""
-    wanted = [o for o in task_overrides() if not o.lstrip("+~").startswith(_INFRA_PREFIXES)]
+    """The overrides the sweep varies (in a sweep), or those that change what is trained;
+    the variant's name when there are none."""
+    swept = sweep_info().get("swept")
+    wanted = [
+        o for o in task_overrides()
+        if (o.split("=")[0].lstrip("+~") in swept if swept
+            else not o.lstrip("+~").startswith(_INFRA_PREFIXES))
+    ]
     return " ".join(wanted)[:250] if wanted else variant_name(cfg.model)
 
 
-def parent_run_id() -> str | None:
-    """The sweep's parent run, written by the sweep callback, when this job is in a multirun."""
+def sweep_info() -> dict:
+    """What the sweep callback wrote for this multirun (parent run id, swept keys), or {}."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
+        return {}
     path = Path(HydraConfig.get().sweep.dir) / PARENT_RUN_FILE
-    return json.loads(path.read_text())["run_id"] if path.exists() else None
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def ensure_store(tracking_uri: str) -> None:
@@ -90,7 +96,7 @@ def make_logger(cfg: DictConfig) -> MLFlowLogger:
         "monitor_mode": cfg.monitor_mode,
     }
     tags.update({f"tag.{t}": "true" for t in cfg.get("tags") or []})
-    parent = parent_run_id()
+    parent = sweep_info().get("run_id")
     if parent:
         tags["mlflow.parentRunId"] = parent
     return instantiate(cfg.logger, run_name=run_name(cfg), tags=tags)
@@ -99,10 +105,9 @@ def make_logger(cfg: DictConfig) -> MLFlowLogger:
 def log_config(logger: MLFlowLogger, cfg: DictConfig) -> None:
     """Params: the resolved config flattened to override paths; the Hydra files as artifacts."""
     logger.log_hyperparams(flatten(cfg))
-    if HydraConfig.initialized():
-        hydra_dir = Path(HydraConfig.get().runtime.output_dir) / HydraConfig.get().output_subdir
-        if hydra_dir.is_dir():
-            logger.experiment.log_artifacts(logger.run_id, str(hydra_dir), "hydra")
+    hydra_dir = Path(cfg.paths.run_dir) / ".hydra"
+    if hydra_dir.is_dir():
+        logger.experiment.log_artifacts(logger.run_id, str(hydra_dir), "hydra")
 
 
 def log_model(tracking_uri: str, run_id: str, net, requirements: list[str]) -> None:

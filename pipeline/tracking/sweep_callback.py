@@ -76,7 +76,8 @@ class MLflowSweepCallback(Callback):
             client, self.experiment_name, self.artifact_location
         )
         sweep_dir = Path(config.hydra.sweep.dir)
-        grid = OmegaConf.to_container(config.hydra.sweeper.get("params") or {}, resolve=True)
+        params = config.hydra.sweeper.get("params")
+        grid = OmegaConf.to_container(params, resolve=True) if params else {}
         overrides = list(config.hydra.overrides.task)
         run = client.create_run(
             self.experiment_id, run_name=f"sweep {sweep_dir.name}",
@@ -84,16 +85,17 @@ class MLflowSweepCallback(Callback):
                   "role": "sweep"},
         )
         self.parent_id = run.info.run_id
-        for key, values in grid.items():
-            client.log_param(self.parent_id, key, str(values))
+        swept = {key: str(values) for key, values in grid.items()}
         for override in overrides:
             key, _, values = override.partition("=")
             if "," in values:
-                client.log_param(self.parent_id, key.lstrip("+~"), values)
+                swept[key.lstrip("+~")] = values
+        for key, values in swept.items():
+            client.log_param(self.parent_id, key, values)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / PARENT_RUN_FILE).write_text(
-            json.dumps({"run_id": self.parent_id, "experiment_id": self.experiment_id})
-        )
+        (sweep_dir / PARENT_RUN_FILE).write_text(json.dumps(
+            {"run_id": self.parent_id, "experiment_id": self.experiment_id, "swept": list(swept)}
+        ))
         log.info("MLflow parent run %s in %s", self.parent_id, self.tracking_uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -1,0 +1,49 @@
+"""Shared fixtures: Hydra configs composed in-process, and a throwaway MLflow store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = str(ROOT / "conf")
+TINY = ["debug=fast", "data.max_len=5", "data.vocab_size=6"]
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    """compose_cfg(*overrides) -> the composed config, writing only under tmp_path."""
+
+    def _compose(*overrides: str) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+            cfg = compose(
+                "train",
+                overrides=[f"paths.output_dir={tmp_path}", f"paths.run_dir={tmp_path}/run",
+                           *overrides],
+                return_hydra_config=True,
+            )
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg.hydra  # as in the app: the task function never sees the hydra node
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def run_cli(*args: str, output_dir: Path, timeout: int = 300, env: dict | None = None):
+    """Run ``python -m pipeline.train ARGS`` as a user would, into ``output_dir``."""
+    full_env = {**os.environ, "SEQ2SEQ_OUTPUT_DIR": str(output_dir), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.train", *args], cwd=ROOT, env=full_env,
+        capture_output=True, text=True, timeout=timeout,
+    )

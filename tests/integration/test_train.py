@@ -1,0 +1,58 @@
+"""One training, in-process on a tiny config: metrics, MLflow run, model round trip."""
+
+import mlflow
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from pipeline.module import Seq2SeqModule
+from pipeline.train import train
+from tests.conftest import TINY
+
+METRICS = ["train/loss_epoch", "val/loss", "val/token_acc", "val/seq_acc",
+           "test/loss", "test/token_acc", "test/seq_acc"]
+
+
+def test_tiny_training_is_tracked_and_round_trips(compose_cfg, tmp_path):
+    cfg = compose_cfg(*TINY, "model.depth=[1,2]", "tags=[smoke]")
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/seq_acc"] <= 1.0
+
+    client = MlflowClient(cfg.logger.tracking_uri)
+    experiment = client.get_experiment_by_name("seq2seq-reverse")
+    assert experiment.artifact_location.startswith(f"file://{tmp_path}")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["model.depth"] == "[1, 2]"
+    assert params["model.attention"] == "additive"
+    assert params["data.max_len"] == "5"
+    assert params["trainer.max_epochs"] == "1"
+    assert set(METRICS) <= set(run.data.metrics)
+    assert run.data.metrics["test/seq_acc"] == pytest.approx(metrics["test/seq_acc"])
+    assert run.data.tags["tag.smoke"] == "true"
+    assert "model.depth=[1,2]" in run.info.run_name  # built from the overrides
+    assert run.data.tags["variant"] == "seq2seq-lstm-d1x2-bi-nobridge-peek-additive"
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "hydra" in artifacts or not (tmp_path / "run" / ".hydra").exists()
+    # MLFlowLogger(log_model=True) logs each checkpoint under its stem with its aliases.
+    ckpt = next((tmp_path / "run" / "checkpoints").glob("epoch*.ckpt"))
+    assert {ckpt.stem, "last"} <= artifacts
+    local = client.download_artifacts(run.info.run_id, ckpt.stem, str(tmp_path / "dl"))
+    assert "best" in (tmp_path / "dl" / ckpt.stem / "aliases.txt").read_text()
+    assert (tmp_path / "dl" / ckpt.stem / ckpt.name).exists(), local
+
+    # The logged model and the best checkpoint decode exactly alike.
+    from_ckpt = Seq2SeqModule.load_from_checkpoint(ckpt, weights_only=False).net.eval()
+    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    (logged,) = mlflow.search_logged_models(
+        experiment_ids=[experiment.experiment_id], output_format="list"
+    )
+    from_mlflow = mlflow.pytorch.load_model(logged.model_uri)
+    src = torch.randint(4, 10, (5, 5))
+    lengths = torch.tensor([5, 4, 3, 2, 1])
+    for beam in (1, 3):
+        a = from_ckpt.generate(src, lengths, max_len=7, beam_size=beam)
+        b = from_mlflow.generate(src, lengths, max_len=7, beam_size=beam)
+        assert torch.equal(a.sequences, b.sequences)
