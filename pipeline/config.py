@@ -8,7 +8,7 @@ checked by :func:`validate` before any data is built or any model trained.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,12 @@ class ConfigError(ValueError):
         super().__init__(f"{key}={value!r} is invalid: {allowed}")
 
 
-class Cell(str, Enum):
+class Cell(StrEnum):
     lstm = "lstm"
     gru = "gru"
 
 
-class AttentionType(str, Enum):
+class AttentionType(StrEnum):
     none = "none"
     additive = "additive"
     dot = "dot"

@@ -78,9 +78,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if trainer.is_global_zero:
-        net = Seq2SeqModule.load_from_checkpoint(best, weights_only=False).net if best else module.net
-        requirements = [f"torch=={version('torch')}", f"seq2seq-pipeline=={version('seq2seq-pipeline')}"]
-        mlflow_run.log_model(cfg.logger.tracking_uri, logger.run_id, net.cpu(), requirements)
+        if best:
+            module = Seq2SeqModule.load_from_checkpoint(best, weights_only=False)
+        requirements = [f"{p}=={version(p)}" for p in ("torch", "seq2seq-pipeline")]
+        mlflow_run.log_model(cfg.logger.tracking_uri, logger.run_id, module.net.cpu(), requirements)
         test_metric = cfg.monitor.replace("val/", "test/")
         log.info("best %s: %s, %s: %s", cfg.monitor, metrics.get(f"best/{cfg.monitor}"),
                  test_metric, metrics.get(test_metric))

@@ -75,7 +75,8 @@ class Decoder(nn.Module):
         return None if self.attention is None else self.attention.keys(enc.memory)
 
     def inputs(self, prev: torch.Tensor | None, enc: Encoded, steps: int) -> torch.Tensor:
-        """x for ``steps`` steps: embedded previous outputs (B, steps, ...) or the repeated summary."""
+        """Decoder inputs for ``steps`` steps: the embedded previous outputs, or the repeated
+        summary without feedback."""
         if self.feedback:
             return self.input(prev)
         return self.repeat(enc.summary).unsqueeze(1).expand(-1, steps, -1)
@@ -83,10 +84,11 @@ class Decoder(nn.Module):
     def step(
         self, x: torch.Tensor, state: State, enc: Encoded, keys: torch.Tensor | None
     ) -> tuple[torch.Tensor, State, torch.Tensor | None]:
-        """One decoder step from x (B, 1, E). Returns output (B, 1, V), new state, weights (B, 1, S)."""
+        """One step from x (B, 1, E): output (B, 1, V), the new state, weights (B, 1, S)."""
         weights = None
         if self.input_feeding:
-            ctx, weights = self.attention(top_hidden(state).unsqueeze(1), keys, enc.memory, enc.mask)
+            query = top_hidden(state).unsqueeze(1)
+            ctx, weights = self.attention(query, keys, enc.memory, enc.mask)
             x = torch.cat([x, ctx], dim=-1)
         elif self.peek:
             x = torch.cat([x, enc.summary.unsqueeze(1)], dim=-1)

@@ -202,13 +202,15 @@ class EncoderDecoder(nn.Module):
                 raise ValueError("give max_len, or build the model with output_length")
             if self.kind == "vectors":
                 if beam_size != 1:
-                    raise ValueError("beam search needs token outputs; vector models decode greedily")
+                    raise ValueError("beam search needs token outputs; vectors decode greedily")
                 out = self.forward(src, src_lengths, max_len=max_len)
-                return Generation(out.outputs, None, None, out.attention if return_attention else None)
-            enc = self.encode(src, src_lengths)
-            search = greedy_search if beam_size == 1 else beam_search
-            kwargs = {} if beam_size == 1 else {"beam_size": beam_size, "length_penalty": length_penalty}
-            gen = search(self, enc, max_len, **kwargs)
-            return gen if return_attention else Generation(gen.sequences, gen.lengths, gen.scores, None)
+                gen = Generation(out.outputs, None, None, out.attention)
+            elif beam_size == 1:
+                gen = greedy_search(self, self.encode(src, src_lengths), max_len)
+            else:
+                gen = beam_search(
+                    self, self.encode(src, src_lengths), max_len, beam_size, length_penalty
+                )
+            return gen if return_attention else gen._replace(attention=None)
         finally:
             self.train(was_training)

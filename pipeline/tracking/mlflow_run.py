@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import MLFlowLogger
-import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 PARENT_RUN_FILE = "mlflow_parent_run.json"

@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-
-from pipeline.models import EncoderDecoder
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from pipeline.models import EncoderDecoder
 from pipeline.models.attention import Attention
 from pipeline.models.search import beam_search
 
