@@ -7,14 +7,18 @@ callback (``conf/hydra/default.yaml``) makes the MLflow parent run.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from importlib.metadata import version
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pipeline.config import validate
+from pipeline.config import ConfigError, validate
 from pipeline.data import DataSpec, Seq2SeqDataModule
 from pipeline.data.tasks import TASKS
 from pipeline.module import Seq2SeqModule
@@ -90,8 +94,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the monitored metric for sweepers that optimise it."""
-    return train(cfg).get(f"best/{cfg.monitor}")
+    """Hydra entry point; returns the monitored metric for sweepers that optimise it.
+
+    A bad setting ends a single run with one line naming the key (exit status 2; the
+    traceback with HYDRA_FULL_ERROR=1); in a sweep it fails that job only.
+    """
+    try:
+        return train(cfg).get(f"best/{cfg.monitor}")
+    except ConfigError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        log.error("%s", err)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,58 @@
+"""Bad settings fail before any work, with a message naming the key and what is allowed."""
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from pipeline.config import ConfigError, validate
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("model.depth=two", "model.depth"),
+        ("model.depth=0", "model.depth"),
+        ("model.depth=[1]", "model.depth"),
+        ("model.depth=[2,0]", "model.depth"),
+        ("model.hidden_dim=-3", "model.hidden_dim"),
+        ("model.dropout=1.5", "model.dropout"),
+        ("model.teacher_forcing=2", "model.teacher_forcing"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("eval.beam_size=0", "eval.beam_size"),
+    ],
+)
+def test_bad_values_name_the_key(compose_cfg, override, key):
+    cfg = compose_cfg(override)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert err.value.key == key
+    assert str(err.value).startswith(f"{key}=")
+
+
+def test_length_range(compose_cfg):
+    with pytest.raises(ConfigError, match=r"data.max_len=5 is invalid: an int >= data.min_len"):
+        validate(compose_cfg("data.min_len=10", "data.max_len=5"))
+
+
+def test_a_decoder_that_never_sees_the_source_is_rejected(compose_cfg):
+    cfg = compose_cfg("model=seq2seq", "model.bridge=false")
+    with pytest.raises(ConfigError, match="never sees the source"):
+        validate(cfg)
+    validate(compose_cfg("model=simple"))  # no bridge, but the repeated summary
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("model.cell=transformer", "model.cell"), ("model.attention=maybe", "model.attention"),
+     ("model.hidden_dim=abc", "model.hidden_dim"), ("model.no_such_key=1", "no_such_key"),
+     ("data=no_such_task", "data")],
+)
+def test_types_and_unknown_keys_fail_at_composition(compose_cfg, override, key):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_cfg(override)
+    text = str(err.value) + str(err.value.__cause__)
+    assert key in text
+
+
+def test_defaults_are_valid(compose_cfg):
+    for preset in ("simple", "seq2seq", "attention"):
+        validate(compose_cfg(f"model={preset}"))
