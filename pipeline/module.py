@@ -9,10 +9,17 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
 from pipeline.data import Batch
-from pipeline.metrics import SequenceAccuracy, TokenAccuracy
+from pipeline.metrics import (
+    BucketedSequenceAccuracy,
+    ErrorRate,
+    MeanAbsoluteScaledError,
+    SequenceAccuracy,
+    TokenAccuracy,
+    WordErrorRate,
+)
 from pipeline.models import EncoderDecoder
 
 STAGES = ("val", "test")
@@ -28,8 +35,11 @@ class Seq2SeqModule(L.LightningModule):
     Training feeds the ground truth with the model's ``teacher_forcing`` ratio. Validation
     and test report the teacher-forced loss (a likelihood, no prediction uses the ground
     truth) and score free-running decodes: greedy, or beam search with ``beam_size`` > 1.
-    Token tasks log ``{stage}/token_acc`` and ``{stage}/seq_acc``; vector tasks
-    ``{stage}/mse`` and ``{stage}/mae``.
+    Token tasks log ``{stage}/token_acc`` and ``{stage}/seq_acc`` (any reference counts
+    where a task has several), plus ``per``/``wer`` with references, and the test sequence
+    accuracy per source-length bucket (``test/seq_acc/len_01-05``, ...). Vector tasks log
+    ``{stage}/mse`` and ``{stage}/mae``, plus ``mase`` and the seasonal-naive baseline's
+    ``mase_naive`` where the task has one.
     """
 
     def __init__(
@@ -41,20 +51,33 @@ class Seq2SeqModule(L.LightningModule):
         beam_size: int = 1,
         length_penalty: float = 0.0,
         max_decode_len: int | None = None,
+        references: bool = False,
+        max_source_len: int | None = None,
+        bucket_width: int = 5,
+        mase_scale: float | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.net: EncoderDecoder = instantiate(net, _convert_="all")
         self.tokens = self.net.kind == "tokens"
+        self.metrics = torch.nn.ModuleDict({stage: self._metrics() for stage in STAGES})
+        self.buckets = (
+            BucketedSequenceAccuracy(max_source_len, bucket_width, self.net.pad_id)
+            if self.tokens and max_source_len else None
+        )
+
+    def _metrics(self) -> torch.nn.ModuleDict:
+        pad = self.net.pad_id
         if self.tokens:
-            metrics = {"token_acc": TokenAccuracy(self.net.pad_id),
-                       "seq_acc": SequenceAccuracy(self.net.pad_id)}
+            metrics = {"token_acc": TokenAccuracy(pad), "seq_acc": SequenceAccuracy(pad)}
+            if self.hparams.references:
+                metrics.update(per=ErrorRate(pad, self.net.eos_id), wer=WordErrorRate(pad))
         else:
             metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}
-        collection = MetricCollection(metrics)
-        self.metrics = torch.nn.ModuleDict(
-            {stage: collection.clone(prefix=f"{stage}/") for stage in STAGES}
-        )
+            if self.hparams.mase_scale:
+                metrics.update(mase=MeanAbsoluteScaledError(self.hparams.mase_scale),
+                               mase_naive=MeanAbsoluteScaledError(self.hparams.mase_scale))
+        return torch.nn.ModuleDict(metrics)
 
     def forward(self, src, src_lengths=None, **kwargs):
         return self.net.generate(src, src_lengths, **kwargs)
@@ -78,14 +101,24 @@ class Seq2SeqModule(L.LightningModule):
         return loss
 
     def _evaluate(self, batch: Batch, stage: str) -> None:
-        target = batch.tgt
+        target, size = batch.tgt, batch.tgt.shape[0]
         scored = self.net(batch.src, batch.src_lengths, target=target, teacher_forcing=1.0)
         self.log(f"{stage}/loss", self.loss(scored.outputs, target), sync_dist=True,
-                 batch_size=target.shape[0])
+                 batch_size=size)
         pred = self.decode(batch)
-        metrics = self.metrics[stage]
-        metrics.update(pred, target)
-        self.log_dict(metrics, batch_size=target.shape[0])
+        for name, metric in self.metrics[stage].items():
+            if not self.tokens:
+                metric.update(batch.baseline if name == "mase_naive" else pred, target)
+            else:
+                metric.update(pred, target, batch.refs)
+            self.log(f"{stage}/{name}", metric, batch_size=size)
+        if stage == "test" and self.buckets is not None:
+            self.buckets.update(pred, target, batch.refs, batch.src_lengths)
+
+    def on_test_epoch_end(self) -> None:
+        if self.buckets is not None:
+            self.log_dict({f"test/seq_acc/{k}": v for k, v in self.buckets.compute().items()})
+            self.buckets.reset()
 
     def decode(self, batch: Batch) -> torch.Tensor:
         """Free-running predictions: token ids (B, T') or vectors (B, T, D)."""

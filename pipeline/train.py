@@ -25,6 +25,8 @@ from pipeline.module import Seq2SeqModule
 from pipeline.tracking import mlflow_run
 
 log = logging.getLogger(__name__)
+# Token models may decode this many steps past the longest training target.
+DECODE_MARGIN = 5
 
 
 def resolve_monitor(cfg: DictConfig) -> None:
@@ -57,7 +59,10 @@ def build(cfg: DictConfig) -> tuple[Seq2SeqDataModule, Seq2SeqModule]:
         monitor=cfg.monitor,
         beam_size=cfg.eval.beam_size,
         length_penalty=cfg.eval.length_penalty,
-        max_decode_len=spec.max_target_len,
+        max_decode_len=spec.max_target_len + DECODE_MARGIN,
+        references=spec.has_references,
+        max_source_len=spec.max_source_len,
+        mase_scale=spec.mase_scale,
     )
     return datamodule, module
 

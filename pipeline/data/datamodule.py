@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -10,57 +11,107 @@ from pathlib import Path
 from typing import NamedTuple
 
 import lightning as L
+import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.data.tasks import Task, make_task
-from pipeline.data.vocab import PAD, Vocab
+from pipeline.data.tasks.base import SPLITS
+from pipeline.data.vocab import PAD, SPECIALS, Vocab
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class Batch(NamedTuple):
-    """src: (B, S) ids or (B, S, D) floats; tgt: (B, T) ids (EOS-terminated) or (B, T, D)."""
+    """src: (B, S) ids or (B, S, D) floats; tgt: (B, T) ids (EOS-terminated) or (B, T, D).
+
+    refs: (B, R, T') every acceptable target (rows repeat the first where a sequence has
+    fewer), for tasks with several right answers; baseline: (B, T, D) a reference forecast
+    (co2's seasonal naive). Both None where the task has none.
+    """
 
     src: torch.Tensor
     src_lengths: torch.Tensor
     tgt: torch.Tensor
     index: torch.Tensor
+    refs: torch.Tensor | None = None
+    baseline: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """What a model needs to know about its data."""
+    """What a model and its metrics need to know about the data."""
 
     kind: str
     input_dim: int
     output_dim: int
+    max_source_len: int
     max_target_len: int
+    has_references: bool = False
+    mase_scale: float | None = None
+
+
+class Packed:
+    """Variable-length id sequences in one flat tensor with offsets (fast to save and load)."""
+
+    def __init__(self, sequences: list[list[int]]):
+        self.offsets = torch.tensor([0, *itertools.accumulate(len(x) for x in sequences)])
+        self.values = torch.tensor([i for x in sequences for i in x], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    def lengths(self) -> torch.Tensor:
+        return self.offsets.diff()
 
 
 class SequenceDataset(Dataset):
-    """Pairs of (source, target) tensors; ``index`` points back to the split's examples."""
+    """One split: sources and targets (Packed ids or stacked floats), optional references
+    (Packed, ``ref_offsets`` grouping them per example) and baselines."""
 
-    def __init__(self, sources: list[torch.Tensor], targets: list[torch.Tensor]):
-        self.sources, self.targets = sources, targets
+    def __init__(self, src, tgt, refs: Packed | None = None, ref_offsets=None, baseline=None):
+        self.src, self.tgt, self.refs, self.ref_offsets = src, tgt, refs, ref_offsets
+        self.baseline = baseline
 
     def __len__(self) -> int:
-        return len(self.sources)
+        return len(self.src)
 
-    def __getitem__(self, i: int):
-        return self.sources[i], self.targets[i], i
+    def __getitem__(self, i: int) -> dict:
+        item = {"src": self.src[i], "tgt": self.tgt[i], "index": i}
+        if self.refs is not None:
+            lo, hi = self.ref_offsets[i], self.ref_offsets[i + 1]
+            item["refs"] = [self.refs[j] for j in range(lo, hi)]
+        if self.baseline is not None:
+            item["baseline"] = self.baseline[i]
+        return item
+
+    def source_lengths(self) -> torch.Tensor:
+        return self.src.lengths() if isinstance(self.src, Packed) else torch.full(
+            (len(self.src),), self.src.shape[1]
+        )
 
 
-def collate(items) -> Batch:
-    """Pad a list of (src, tgt, index) to a :class:`Batch` (PAD = 0 for tokens)."""
-    sources, targets, index = zip(*items, strict=True)
-    lengths = torch.tensor([len(s) for s in sources])
+def collate(items: list[dict]) -> Batch:
+    """Pad a list of dataset items to a :class:`Batch` (PAD = 0 for tokens)."""
+    src = [x["src"] for x in items]
+    refs = baseline = None
+    if "refs" in items[0]:
+        most = max(len(x["refs"]) for x in items)
+        rows = [r for x in items for r in x["refs"] + [x["refs"][0]] * (most - len(x["refs"]))]
+        refs = pad_sequence(rows, batch_first=True, padding_value=PAD).view(len(items), most, -1)
+    if "baseline" in items[0]:
+        baseline = torch.stack([x["baseline"] for x in items])
     return Batch(
-        pad_sequence(sources, batch_first=True, padding_value=PAD),
-        lengths,
-        pad_sequence(targets, batch_first=True, padding_value=PAD),
-        torch.tensor(index),
+        pad_sequence(src, batch_first=True, padding_value=PAD),
+        torch.tensor([len(x) for x in src]),
+        pad_sequence([x["tgt"] for x in items], batch_first=True, padding_value=PAD),
+        torch.tensor([x["index"] for x in items]),
+        refs,
+        baseline,
     )
 
 
@@ -110,7 +161,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Build and cache the splits unless the cache already holds them."""
         path = self.cache_path
-        if path is not None and path.exists():
+        if self.data is not None or (path is not None and path.exists()):
             return
         data = self._build()
         if path is not None:
@@ -122,23 +173,29 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     def _build(self) -> dict:
         splits = self.task.build(self.hparams.seed, self.sizes)
-        if self.task.kind == "tokens":
-            src_vocab, tgt_vocab = self.task.vocabularies(splits)
-            tensors = {
-                name: (
-                    [torch.tensor(src_vocab.encode(s)) for s in split.sources],
-                    [torch.tensor(tgt_vocab.encode(t, eos=True)) for t in split.targets],
-                )
+        if self.task.kind == "vectors":
+            return {"vocabs": None, "splits": {
+                name: {"src": torch.as_tensor(np.ascontiguousarray(split.sources)),
+                       "tgt": torch.as_tensor(np.ascontiguousarray(split.targets)),
+                       "extra": split.extra}
                 for name, split in splits.items()
+            }}
+        src_vocab, tgt_vocab = self.task.vocabularies(splits)
+        data = {"vocabs": (src_vocab.itos, tgt_vocab.itos), "splits": {}}
+        for name, split in splits.items():
+            entry = {
+                "src": Packed([src_vocab.encode(s) for s in split.sources]),
+                "tgt": Packed([tgt_vocab.encode(t, eos=True) for t in split.targets]),
             }
-            return {"splits": splits, "tensors": tensors,
-                    "vocabs": (src_vocab.itos, tgt_vocab.itos)}
-        tensors = {
-            name: (list(torch.as_tensor(split.sources, dtype=torch.float32)),
-                   list(torch.as_tensor(split.targets, dtype=torch.float32)))
-            for name, split in splits.items()
-        }
-        return {"splits": splits, "tensors": tensors, "vocabs": None}
+            if split.references is not None:
+                entry["refs"] = Packed(
+                    [tgt_vocab.encode(r, eos=True) for refs in split.references for r in refs]
+                )
+                entry["ref_offsets"] = torch.tensor(
+                    [0, *itertools.accumulate(len(refs) for refs in split.references)]
+                )
+            data["splits"][name] = entry
+        return data
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
@@ -155,30 +212,34 @@ class Seq2SeqDataModule(L.LightningDataModule):
         return self.task.kind
 
     @property
-    def splits(self) -> dict:
-        """The raw splits (symbol sequences or arrays), for metrics and sample tables."""
-        return self.data["splits"]
-
-    @property
     def vocabs(self) -> tuple[Vocab, Vocab] | None:
         """Source and target vocabularies of a token task."""
         if self.data["vocabs"] is None:
             return None
-        return tuple(Vocab(itos[4:]) for itos in self.data["vocabs"])
+        return tuple(Vocab(itos[len(SPECIALS):]) for itos in self.data["vocabs"])
 
     @property
     def spec(self) -> DataSpec:
-        """Input/output sizes and the longest target, for building the model."""
-        tensors = self.data["tensors"]
-        longest = max(len(t) for _, targets in tensors.values() for t in targets)
+        """Sizes for the model, and what the metrics need (longest sequences, references,
+        MASE scale). The longest target is taken over train only: nothing is read off test."""
+        train = self.data["splits"]["train"]
+        longest_src = max(int(self.dataset(s).source_lengths().max()) for s in SPLITS)
         if self.kind == "tokens":
             src, tgt = self.data["vocabs"]
-            return DataSpec("tokens", len(src), len(tgt), longest)
-        src0, tgt0 = tensors["train"][0][0], tensors["train"][1][0]
-        return DataSpec("vectors", src0.shape[-1], tgt0.shape[-1], longest)
+            return DataSpec("tokens", len(src), len(tgt), longest_src,
+                            int(train["tgt"].lengths().max()), "refs" in train)
+        extra = train.get("extra") or {}
+        return DataSpec("vectors", train["src"].shape[-1], train["tgt"].shape[-1], longest_src,
+                        train["tgt"].shape[1], mase_scale=extra.get("train_naive_mae"))
 
     def dataset(self, split: str) -> SequenceDataset:
-        return SequenceDataset(*self.data["tensors"][split])
+        entry = self.data["splits"][split]
+        extra = entry.get("extra") or {}
+        baseline = extra.get("seasonal_naive")
+        return SequenceDataset(
+            entry["src"], entry["tgt"], entry.get("refs"), entry.get("ref_offsets"),
+            None if baseline is None else torch.as_tensor(baseline),
+        )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         workers = self.hparams.num_workers
