@@ -13,9 +13,11 @@ from importlib.metadata import version
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline.config import ConfigError, validate
@@ -67,6 +69,16 @@ def build(cfg: DictConfig) -> tuple[Seq2SeqDataModule, Seq2SeqModule]:
     return datamodule, module
 
 
+def best_score(checkpoint: ModelCheckpoint) -> float:
+    """The best checkpoint's monitored value (read from the file after ``ddp_spawn``, whose
+    ranks do not send it back to the launching process)."""
+    if checkpoint.best_model_score is not None:
+        return float(checkpoint.best_model_score)
+    state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
+    return next(float(v["best_model_score"]) for k, v in state["callbacks"].items()
+                if k.startswith("ModelCheckpoint"))
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, test the best checkpoint, log the model. Returns the last epoch's metrics, the
     test metrics and ``best/<monitor>``, the monitored metric of the best checkpoint."""
@@ -83,7 +95,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint else ""
     if best:
-        metrics[f"best/{cfg.monitor}"] = float(checkpoint.best_model_score)
+        metrics[f"best/{cfg.monitor}"] = best_score(checkpoint)
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if trainer.is_global_zero:

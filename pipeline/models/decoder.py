@@ -50,7 +50,7 @@ class Decoder(nn.Module):
         feedback: bool = True,
     ):
         super().__init__()
-        self.input = input
+        self.input = input if feedback else None
         self.peek = peek
         self.feedback = feedback
         self.repeat = (

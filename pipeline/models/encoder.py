@@ -21,18 +21,21 @@ class Encoded:
     mask: (B, S) True on real positions.
     state: per-layer final state (h or (h, c)), each (layers, B, H), directions merged.
     summary: (B, H) the top layer's final hidden state: the fixed context vector c.
+    Both None when the encoder was built without ``final_state``, and the memory's
+    directions left unprojected without ``outputs`` (nothing reads them then).
     """
 
     memory: torch.Tensor
     mask: torch.Tensor
-    state: State
-    summary: torch.Tensor
+    state: State | None
+    summary: torch.Tensor | None
 
     def select(self, index: torch.Tensor) -> Encoded:
         """The batch rows ``index`` (used to expand and reorder beams)."""
         return Encoded(
-            self.memory[index], self.mask[index], select_state(self.state, index),
-            self.summary[index],
+            self.memory[index], self.mask[index],
+            None if self.state is None else select_state(self.state, index),
+            None if self.summary is None else self.summary[index],
         )
 
 
@@ -65,8 +68,11 @@ class Encoder(nn.Module):
         cell: str = "lstm",
         bidirectional: bool = False,
         dropout: float = 0.0,
+        final_state: bool = True,
+        outputs: bool = True,
     ):
         super().__init__()
+        self.final_state = final_state
         self.input = input
         self.cell = cell
         self.depth = depth
@@ -80,12 +86,13 @@ class Encoder(nn.Module):
             dropout=dropout if depth > 1 else 0.0,
         )
         directions = 2 if bidirectional else 1
-        self.merge_out = nn.Linear(directions * hidden_dim, hidden_dim) if bidirectional else None
-        self.merge_h = nn.Linear(directions * hidden_dim, hidden_dim) if bidirectional else None
+        self.merge_out = (
+            nn.Linear(directions * hidden_dim, hidden_dim) if bidirectional and outputs else None
+        )
+        merge = bidirectional and final_state
+        self.merge_h = nn.Linear(directions * hidden_dim, hidden_dim) if merge else None
         self.merge_c = (
-            nn.Linear(directions * hidden_dim, hidden_dim)
-            if bidirectional and cell == "lstm"
-            else None
+            nn.Linear(directions * hidden_dim, hidden_dim) if merge and cell == "lstm" else None
         )
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> Encoded:
@@ -93,6 +100,11 @@ class Encoder(nn.Module):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
+        if self.merge_out is not None:
+            memory = self.merge_out(memory)
+        mask = length_mask(lengths, src.shape[1])
+        if not self.final_state:
+            return Encoded(memory, mask, None, None)
         if self.cell == "lstm":
             h, c = state
             state = (self._merge(h, self.merge_h), self._merge(c, self.merge_c))
@@ -100,9 +112,7 @@ class Encoder(nn.Module):
         else:
             state = self._merge(state, self.merge_h)
             top = state[-1]
-        if self.merge_out is not None:
-            memory = self.merge_out(memory)
-        return Encoded(memory, length_mask(lengths, src.shape[1]), state, top)
+        return Encoded(memory, mask, state, top)
 
     def _merge(self, s: torch.Tensor, proj: nn.Linear | None) -> torch.Tensor:
         """(layers*dirs, B, H) -> (layers, B, H): concatenate directions, project to H."""

@@ -90,9 +90,13 @@ class EncoderDecoder(nn.Module):
         self.teacher_forcing = teacher_forcing
         self.output_length = output_length
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+        # The encoder's final state is read by the bridge and as the fixed context (peek
+        # without attention, RepeatVector), its outputs by attention: each part is built
+        # only where it is read, so no parameter goes unused (DDP requires it).
+        final_state = bridge or not feedback or (peek and attention == "none")
         self.encoder = Encoder(
             self._input_layer(input_dim, embed_dim), embed_dim, hidden_dim, enc_depth,
-            cell, bidirectional, dropout,
+            cell, bidirectional, dropout, final_state, outputs=attention != "none",
         )
         self.decoder = Decoder(
             self._input_layer(output_dim, embed_dim), output_dim, embed_dim, hidden_dim,
@@ -115,12 +119,13 @@ class EncoderDecoder(nn.Module):
 
     def initial_state(self, enc: Encoded) -> State:
         """The decoder's first state: the bridged encoder state, or zeros without bridge."""
+        if not self.bridge:
+            zeros = enc.memory.new_zeros(self.dec_depth, enc.memory.shape[0], self.hidden_dim)
+            return (zeros, zeros) if self.encoder.cell == "lstm" else zeros
         layers = [min(i, self.encoder.depth - 1) for i in range(self.dec_depth)]
         if isinstance(enc.state, tuple):
-            state = tuple(s[layers] for s in enc.state)
-            return state if self.bridge else tuple(torch.zeros_like(s) for s in state)
-        state = enc.state[layers]
-        return state if self.bridge else torch.zeros_like(state)
+            return tuple(s[layers] for s in enc.state)
+        return enc.state[layers]
 
     def start(self, batch: int, device: torch.device) -> torch.Tensor:
         """The decoder's first input: the start token (B, 1) or a zero start vector (B, 1, D)."""

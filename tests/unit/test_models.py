@@ -190,3 +190,16 @@ def test_beam_size_one_equals_greedy():
     b = beam_search(model, model.encode(src, lengths), 8, beam_size=1)
     assert torch.equal(a.sequences, b.sequences)
     torch.testing.assert_close(a.scores, b.scores)
+
+
+@pytest.mark.parametrize(
+    "kw", [*ALL, dict(bidirectional=True, bridge=False, peek=True, attention="additive"),
+           dict(bidirectional=True, peek=True), dict(bidirectional=True, feedback=False)],
+)
+def test_every_parameter_gets_a_gradient(kw):
+    """DDP refuses parameters that never reach the loss; none are built."""
+    model = make(**kw).train()
+    src, lengths, tgt = batch()
+    model(src, lengths, target=tgt).outputs.sum().backward()
+    unused = [name for name, p in model.named_parameters() if p.grad is None]
+    assert not unused
