@@ -26,7 +26,11 @@ STAGES = ("val", "test")
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss."""
+    """Training produced a NaN or infinite loss at global step ``step``."""
+
+    def __init__(self, loss: float, epoch: int, step: int):
+        super().__init__(f"loss is {loss} at epoch {epoch}, step {step}: training stopped")
+        self.step = step
 
 
 class Seq2SeqModule(L.LightningModule):
@@ -93,9 +97,7 @@ class Seq2SeqModule(L.LightningModule):
         out = self.net(batch.src, batch.src_lengths, target=batch.tgt)
         loss = self.loss(out.outputs, batch.tgt)
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}"
-            )
+            raise NonFiniteLossError(loss.item(), self.current_epoch, self.global_step)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=batch.src.shape[0])
         return loss

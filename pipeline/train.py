@@ -24,11 +24,15 @@ from pipeline.config import ConfigError, validate
 from pipeline.data import DataSpec, Seq2SeqDataModule
 from pipeline.data.tasks import TASKS
 from pipeline.module import Seq2SeqModule
-from pipeline.tracking import mlflow_run
+from pipeline.predict import VOCAB_FILE, decode
+from pipeline.tracking import mlflow_run, plots
+from pipeline.tracking.sweep_callback import MLflowSweepCallback
 
 log = logging.getLogger(__name__)
 # Token models may decode this many steps past the longest training target.
 DECODE_MARGIN = 5
+REPORT_EXAMPLES = 50  # first test examples in the sample table
+HEATMAPS = 4  # of which this many get an attention heatmap
 
 
 def resolve_monitor(cfg: DictConfig) -> None:
@@ -80,33 +84,81 @@ def best_score(checkpoint: ModelCheckpoint) -> float:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, test the best checkpoint, log the model. Returns the last epoch's metrics, the
-    test metrics and ``best/<monitor>``, the monitored metric of the best checkpoint."""
+    """Fit, test the best checkpoint, log the model and a report. Returns the last epoch's
+    metrics, the test metrics and ``best/<monitor>`` (the best checkpoint's monitored value).
+
+    Any failure (a NaN loss, Ctrl-C, a crash) ends the MLflow run FAILED (KILLED on Ctrl-C)
+    with the error as a tag and the traceback as an artifact, then propagates.
+    """
     validate(cfg)
     resolve_monitor(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule, module = build(cfg)
     logger = mlflow_run.make_logger(cfg)
-    mlflow_run.log_config(logger, cfg)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
-    trainer.fit(module, datamodule=datamodule)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    checkpoint = trainer.checkpoint_callback
-    best = checkpoint.best_model_path if checkpoint else ""
-    if best:
-        metrics[f"best/{cfg.monitor}"] = best_score(checkpoint)
-    trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
-    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    if trainer.is_global_zero:
+    client, run_id = logger.experiment, logger.run_id
+    monitor = mlflow_run.start_system_metrics(run_id, cfg.logger.tracking_uri)
+    try:
+        mlflow_run.log_config(logger, cfg)
+        splits = {split: datamodule.arrays(split) for split in ("train", "val", "test")}
+        mlflow_run.log_datasets(client, run_id, cfg.data.task, splits)
+        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+        trainer.fit(module, datamodule=datamodule)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint else ""
         if best:
-            module = Seq2SeqModule.load_from_checkpoint(best, weights_only=False)
-        requirements = [f"{p}=={version(p)}" for p in ("torch", "seq2seq-pipeline")]
-        mlflow_run.log_model(cfg.logger.tracking_uri, logger.run_id, module.net.cpu(), requirements)
-        test_metric = cfg.monitor.replace("val/", "test/")
-        log.info("best %s: %s, %s: %s", cfg.monitor, metrics.get(f"best/{cfg.monitor}"),
-                 test_metric, metrics.get(test_metric))
+            metrics[f"best/{cfg.monitor}"] = best_score(checkpoint)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        if trainer.is_global_zero:
+            if best:
+                module = Seq2SeqModule.load_from_checkpoint(best, weights_only=False)
+            publish(cfg, client, run_id, module.net.cpu().eval(), datamodule, metrics)
+    except BaseException as err:
+        mlflow_run.record_failure(client, run_id, err)
+        raise
+    finally:
+        monitor.finish()
     return metrics
+
+
+def publish(cfg, client, run_id: str, net, datamodule: Seq2SeqDataModule, metrics) -> None:
+    """Log the model (with its vocabularies) and the report: attention heatmaps of a few
+    fixed test examples, sample predictions as an MLflow table, accuracy by input length."""
+    vocabs = datamodule.vocabs
+    extra = None if vocabs is None else {
+        VOCAB_FILE: {"source": vocabs[0].itos, "target": vocabs[1].itos}
+    }
+    requirements = [f"{p}=={version(p)}" for p in ("torch", "seq2seq-pipeline")]
+    mlflow_run.log_model(cfg.logger.tracking_uri, run_id, net, requirements, extra)
+    test_metric = cfg.monitor.replace("val/", "test/")
+    log.info("best %s: %s, %s: %s", cfg.monitor, metrics.get(f"best/{cfg.monitor}"),
+             test_metric, metrics.get(test_metric))
+    if vocabs is None:
+        return
+    test = datamodule.dataset("test")
+    rows = [test[i] for i in range(min(REPORT_EXAMPLES, len(test)))]
+    sources = [vocabs[0].decode(r["src"]) for r in rows]
+    targets = [vocabs[1].decode(r["tgt"]) for r in rows]
+    examples = decode(net, sources, vocabs, datamodule.spec.max_target_len + DECODE_MARGIN,
+                      cfg.eval.beam_size, targets)
+    client.log_table(run_id, {
+        "input": [" ".join(e.source) for e in examples],
+        "target": [" ".join(e.target) for e in examples],
+        "prediction": [" ".join(e.prediction) for e in examples],
+        "correct": [e.prediction == e.target for e in examples],
+    }, "samples.json")
+    for i, e in enumerate(examples[:HEATMAPS]):
+        if e.attention is not None:
+            fig = plots.attention_heatmap(e.attention, e.source, [*e.prediction, "</s>"])
+            client.log_figure(run_id, fig, f"plots/attention_{i}.png")
+            plots.plt.close(fig)
+    curve = plots.bucket_curves(metrics)
+    if len(curve):
+        fig = plots.accuracy_by_length({"test": curve})
+        client.log_figure(run_id, fig, "plots/accuracy_by_length.png")
+        plots.plt.close(fig)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -114,16 +166,26 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored metric for sweepers that optimise it.
 
     A bad setting ends a single run with one line naming the key (exit status 2; the
-    traceback with HYDRA_FULL_ERROR=1); in a sweep it fails that job only.
+    traceback with HYDRA_FULL_ERROR=1). In a sweep a failing job is logged and returns
+    NaN, so the others still run; the sweep exits 1 at the end if any job failed.
     """
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return train(cfg).get(f"best/{cfg.monitor}")
-    except ConfigError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1" or HydraConfig.get().mode == RunMode.MULTIRUN:
+    except Exception as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not (sweep or isinstance(err, ConfigError)):
             raise
-        log.error("%s", err)
-        sys.exit(2)
+        if not sweep:
+            log.error("%s", err)
+            sys.exit(2)
+        log.error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
+        _failed_jobs.append(HydraConfig.get().job.num)
+        return float("nan")
+
+
+_failed_jobs: list[int] = []  # jobs of this process's sweep that failed
 
 
 if __name__ == "__main__":
     main()
+    sys.exit(1 if _failed_jobs or MLflowSweepCallback.failed_jobs else 0)

@@ -241,6 +241,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
             None if baseline is None else torch.as_tensor(baseline),
         )
 
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """A whole split as padded (sources, targets) arrays (for dataset tracking)."""
+        data = self.dataset(split)
+        batch = collate([data[i] for i in range(len(data))])
+        return batch.src.numpy(), batch.tgt.numpy()
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import socket
+import subprocess
+import tempfile
+import traceback
+from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +17,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import MLFlowLogger
+from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from omegaconf import DictConfig, OmegaConf
 
 PARENT_RUN_FILE = "mlflow_parent_run.json"
 MAX_PARAM_LENGTH = 6000
 # Overrides that say where results go, not what is trained: left out of run names.
 _INFRA_PREFIXES = ("logger.", "paths.", "hydra.", "trainer.enable_", "hparams_search")
+# Flattened keys that only place outputs: left out of the config hash.
+_PLACEMENT_KEYS = ("paths.", "logger.", "tags", "trainer.default_root_dir",
+                   "callbacks.model_checkpoint.dirpath", "data.cache_dir")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
@@ -32,6 +45,23 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
 
     walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "")
     return {k: v[:MAX_PARAM_LENGTH] for k, v in flat.items()}
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A digest of everything that decides the result (not where outputs go): runs with
+    the same hash should agree, and a resumed sweep skips finished ones by it."""
+    flat = {k: v for k, v in flatten(cfg).items() if not k.startswith(_PLACEMENT_KEYS)}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def git_dirty() -> str:
+    """"true"/"false": uncommitted changes in the project's checkout ("unknown" outside git)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return "unknown" if out.returncode else str(bool(out.stdout.strip())).lower()
 
 
 def variant_name(model: DictConfig) -> str:
@@ -94,6 +124,9 @@ def make_logger(cfg: DictConfig) -> MLFlowLogger:
         "overrides": " ".join(task_overrides())[:5000],
         "monitor": cfg.monitor,
         "monitor_mode": cfg.monitor_mode,
+        "config_hash": config_hash(cfg),
+        "host": socket.gethostname(),
+        "git.dirty": git_dirty(),
     }
     tags.update({f"tag.{t}": "true" for t in cfg.get("tags") or []})
     parent = sweep_info().get("run_id")
@@ -103,17 +136,68 @@ def make_logger(cfg: DictConfig) -> MLFlowLogger:
 
 
 def log_config(logger: MLFlowLogger, cfg: DictConfig) -> None:
-    """Params: the resolved config flattened to override paths; the Hydra files as artifacts."""
+    """Params: the resolved config flattened to override paths; the Hydra files and the
+    installed packages (``pip freeze``) as artifacts."""
     logger.log_hyperparams(flatten(cfg))
+    freeze = sorted({f"{d.metadata['Name']}=={d.version}" for d in distributions()})
+    logger.experiment.log_text(
+        logger.run_id, "\n".join(freeze) + "\n", "environment/pip-freeze.txt"
+    )
     hydra_dir = Path(cfg.paths.run_dir) / ".hydra"
     if hydra_dir.is_dir():
         logger.experiment.log_artifacts(logger.run_id, str(hydra_dir), "hydra")
 
 
-def log_model(tracking_uri: str, run_id: str, net, requirements: list[str]) -> None:
-    """The trained network as an MLflow PyTorch model (pickle: ``generate`` keeps working)."""
+def log_datasets(client: MlflowClient, run_id: str, task: str, splits: dict) -> None:
+    """Each split as an MLflow dataset input (name, digest, size), context = split name.
+
+    ``splits`` maps a split name to (sources, targets) numpy arrays."""
+    inputs = []
+    for name, (sources, targets) in splits.items():
+        dataset = mlflow.data.from_numpy(sources, targets=targets, name=f"{task}-{name}")
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(),
+                                   [InputTag(MLFLOW_DATASET_CONTEXT, name)]))
+    client.log_inputs(run_id, datasets=inputs)
+
+
+def start_system_metrics(run_id: str, tracking_uri: str):
+    """MLflow's CPU/memory (and GPU) monitor for this run: Lightning does not start it."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=5, tracking_uri=tracking_uri)
+    monitor.start()
+    return monitor
+
+
+def record_failure(client: MlflowClient, run_id: str, err: BaseException) -> None:
+    """End the run FAILED (KILLED on Ctrl-C), the message as a tag, the traceback as an
+    artifact."""
+    client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
+    step = getattr(err, "step", None)
+    if step is not None:
+        client.set_tag(run_id, "error.step", str(step))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "traceback.txt"
+        path.write_text("".join(traceback.format_exception(err)))
+        client.log_artifact(run_id, str(path), "error")
+    client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+
+
+def log_model(
+    tracking_uri: str, run_id: str, net, requirements: list[str], extra: dict | None = None
+) -> str:
+    """The trained network as an MLflow PyTorch model (pickle: ``generate`` keeps working),
+    with ``extra`` JSON files beside it (the vocabularies). Returns the model's URI, also
+    set as the run's ``model_uri`` tag."""
     mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id):
-        mlflow.pytorch.log_model(
-            net, name="model", serialization_format="pickle", pip_requirements=requirements
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+        files = []
+        for name, content in (extra or {}).items():
+            files.append(str(Path(tmp) / name))
+            Path(files[-1]).write_text(json.dumps(content))
+        info = mlflow.pytorch.log_model(
+            net, name="model", serialization_format="pickle", pip_requirements=requirements,
+            extra_files=files or None,
         )
+        mlflow.set_tag("model_uri", info.model_uri)
+    return info.model_uri

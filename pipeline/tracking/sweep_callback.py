@@ -7,12 +7,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.tracking import plots
 from pipeline.tracking.mlflow_run import PARENT_RUN_FILE, ensure_store
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,11 @@ class MLflowSweepCallback(Callback):
     """``on_multirun_start`` creates the store, the experiment and the parent run once,
     before any job starts (so parallel jobs never race to create them); every job finds
     the parent's id in the sweep folder. ``on_multirun_end`` writes ``summary.csv`` and
-    ``summary.md``, logs the best child's metrics to the parent and closes it."""
+    ``summary.md``, plots the swept metric per child and accuracy by input length per
+    child, logs the best child's metrics to the parent, registers its model with the
+    alias ``champion``, and closes the parent (FAILED if any job failed)."""
+
+    failed_jobs = 0  # of the last sweep in this process: read by ``pipeline.train``
 
     def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None):
         self.tracking_uri = tracking_uri
@@ -109,6 +115,7 @@ class MLflowSweepCallback(Callback):
         (sweep_dir / "summary.md").write_text(table.to_markdown(index=False) + "\n")
         for name in ("summary.csv", "summary.md"):
             client.log_artifact(self.parent_id, str(sweep_dir / name))
+        self._log_plots(client, runs, table, metric)
         finished = table[table.status == "FINISHED"] if len(table) else table
         if len(finished) and metric in finished:
             best = finished.iloc[0]
@@ -116,8 +123,37 @@ class MLflowSweepCallback(Callback):
             for key, value in best.items():
                 if key.startswith(("val/", "test/")) and pd.notna(value):
                     client.log_metric(self.parent_id, f"best/{key}", float(value))
+            self._register(client, next(r for r in runs if r.info.run_id == best.run_id))
         failed = int((table.status != "FINISHED").sum()) if len(table) else 0
+        MLflowSweepCallback.failed_jobs = failed
         client.set_tag(self.parent_id, "failed_jobs", str(failed))
         client.set_terminated(self.parent_id, "FAILED" if failed else "FINISHED")
         log.info("Sweep summary (%d runs, %d failed): %s", len(table), failed,
                  sweep_dir / "summary.md")
+
+    def _log_plots(self, client: MlflowClient, runs: list[Run], table, metric: str) -> None:
+        swept = [c for c in client.get_run(self.parent_id).data.params]
+        columns = []
+        for key in swept:
+            table[key] = [next((r.data.params.get(key) for r in runs if r.info.run_id == rid),
+                               None) for rid in table.run_id]
+            columns.append(key)
+        fig = plots.grid_bars(table, metric, columns or ["run"])
+        client.log_figure(self.parent_id, fig, "plots/grid.png")
+        plots.plt.close(fig)
+        curves = {r.info.run_name: plots.bucket_curves(r.data.metrics) for r in runs}
+        if any(len(c) for c in curves.values()):
+            fig = plots.accuracy_by_length(curves)
+            client.log_figure(self.parent_id, fig, "plots/accuracy_by_length.png")
+            plots.plt.close(fig)
+
+    def _register(self, client: MlflowClient, best: Run) -> None:
+        """Register the best child's model under ``<experiment>`` with alias ``champion``."""
+        uri = best.data.tags.get("model_uri")
+        if not uri:
+            return
+        name = self.experiment_name
+        mlflow.set_tracking_uri(self.tracking_uri)
+        version = mlflow.register_model(uri, name, tags={"sweep_run_id": self.parent_id})
+        client.set_registered_model_alias(name, "champion", version.version)
+        client.set_tag(self.parent_id, "champion", f"models:/{name}@champion")
