@@ -29,8 +29,9 @@ install: $(STAMP)  ## Make .venv and install the project (skipped when nothing c
 train: $(STAMP)  ## Train one model with the default config (+ ARGS overrides)
 	$(PY) -m pipeline.train $(ARGS)
 
-sweep: $(STAMP)  ## Run a sweep (SWEEP=grid) into MLflow: one parent run, a child per job
-	$(PY) -m pipeline.train -m hparams_search=$(SWEEP) $(ARGS)
+sweep: $(STAMP)  ## Run a sweep (SWEEP=grid|variants|optuna, JOBS=2 side by side) into MLflow
+	$(PY) -m pipeline.train -m hparams_search=$(SWEEP) \
+		$(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
 
 ui: $(STAMP)  ## Browse the results: MLflow UI on http://$(HOST):$(PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \

@@ -73,6 +73,18 @@ def build(cfg: DictConfig) -> tuple[Seq2SeqDataModule, Seq2SeqModule]:
     return datamodule, module
 
 
+def pin_threads(cfg: DictConfig) -> None:
+    """``threads`` torch threads; by default the machine's cores shared among the parallel
+    jobs of a joblib sweep, so side-by-side jobs do not fight over cores."""
+    threads = cfg.get("threads")
+    if threads is None and HydraConfig.initialized():
+        jobs = HydraConfig.get().launcher.get("n_jobs")
+        if jobs and jobs > 0:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def best_score(checkpoint: ModelCheckpoint) -> float:
     """The best checkpoint's monitored value (read from the file after ``ddp_spawn``, whose
     ranks do not send it back to the launching process)."""
@@ -92,6 +104,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """
     validate(cfg)
     resolve_monitor(cfg)
+    pin_threads(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule, module = build(cfg)
     logger = mlflow_run.make_logger(cfg)

@@ -1,10 +1,13 @@
 """A real ``python -m pipeline.train -m`` multirun into a temporary MLflow store."""
 
 import csv
+import os
+import subprocess
+import sys
 
 from mlflow import MlflowClient
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import ROOT, TINY, run_cli
 
 
 def test_multirun_makes_one_parent_and_a_child_per_job(tmp_path):
@@ -38,3 +41,65 @@ def test_multirun_makes_one_parent_and_a_child_per_job(tmp_path):
     assert parent.data.metrics["best/val/seq_acc"] == best.data.metrics["val/seq_acc"]
     logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"summary.csv", "summary.md"} <= logged
+
+
+def test_parallel_sweep_isolates_a_failed_job_and_crowns_the_best(tmp_path):
+    """Two jobs side by side (joblib) into a fresh store; the one with lr=inf hits a NaN
+    loss: it ends FAILED with the error, the other FINISHES, the sweep exits 1."""
+    result = run_cli("-m", *TINY, "optimizer.lr=0.003,inf", "hydra/launcher=joblib",
+                     "hydra.launcher.n_jobs=2", output_dir=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "database is locked" not in result.stderr
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("seq2seq-reverse")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    children = {r.data.params["optimizer.lr"]: r for r in runs if r is not parent
+                and "mlflow.parentRunId" in r.data.tags}
+    ok, bad = children["0.003"], children["inf"]
+    assert ok.info.status == "FINISHED" and bad.info.status == "FAILED"
+    assert bad.data.tags["error"].startswith("NonFiniteLossError: loss is nan")
+    assert bad.data.tags["error.step"].isdigit()
+    assert [a.path for a in client.list_artifacts(bad.info.run_id, "error")] == [
+        "error/traceback.txt"
+    ]
+    assert parent.info.status == "FAILED" and parent.data.tags["failed_jobs"] == "1"
+    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    statuses = {r["status"] for r in csv.DictReader((sweep_dir / "summary.csv").open())}
+    assert statuses == {"FINISHED", "FAILED"}
+
+    # What every child shows, and what the parent shows.
+    artifacts = {a.path for a in client.list_artifacts(ok.info.run_id)}
+    assert {"samples.json", "environment", "hydra", "plots"} <= artifacts
+    plot_files = {a.path for a in client.list_artifacts(ok.info.run_id, "plots")}
+    assert {"plots/attention_0.png", "plots/accuracy_by_length.png"} <= plot_files
+    assert {d.tags[0].value for d in ok.inputs.dataset_inputs} == {"train", "val", "test"}
+    for tag in ("config_hash", "host", "git.dirty", "variant", "model_uri"):
+        assert ok.data.tags[tag]
+    parent_plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/grid.png", "plots/accuracy_by_length.png"} <= parent_plots
+
+    # The best child is the champion, and decodes from the command line.
+    version = client.get_model_version_by_alias("seq2seq-reverse", "champion")
+    assert version.tags["sweep_run_id"] == parent.info.run_id
+    predicted = subprocess.run(
+        [sys.executable, "-m", "pipeline.predict", "model_uri=models:/seq2seq-reverse@champion",
+         'inputs=["1 2 3"]'], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "SEQ2SEQ_OUTPUT_DIR": str(tmp_path)},
+    )
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert predicted.stdout.startswith("1 2 3 -> ")
+
+
+def test_optuna_sweep_runs_trials_as_children(tmp_path):
+    result = run_cli("-m", "hparams_search=optuna", *TINY, "hydra.sweeper.n_trials=3",
+                     output_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("seq2seq-reverse")
+    runs = client.search_runs([experiment.experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    assert (sweep_dir / "optimization_results.yaml").exists()
