@@ -7,11 +7,14 @@ checked by :func:`validate` before any data is built or any model trained.
 
 from __future__ import annotations
 
+import os
+import urllib.request
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -179,6 +182,43 @@ def validate(cfg: DictConfig) -> None:
     if "vocab_size" in d:
         _check(d.vocab_size >= 1, "data.vocab_size", d.vocab_size, "an int >= 1")
     _check(cfg.eval.beam_size >= 1, "eval.beam_size", cfg.eval.beam_size, "an int >= 1")
+
+
+def check_environment(cfg: DictConfig) -> None:
+    """Reject what this machine cannot do (a GPU that is not there, DDP on one device) and
+    a tracking store that cannot be reached or written: before training, not after it."""
+    trainer = cfg.trainer
+    accelerator, devices = str(trainer.get("accelerator")), trainer.get("devices")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError("trainer.accelerator", accelerator,
+                          "this machine has no GPU: use trainer=cpu or trainer=ddp_cpu")
+    if "ddp" in str(trainer.get("strategy")):
+        gpus = accelerator in ("gpu", "cuda")
+        n = torch.cuda.device_count() if gpus and devices in (-1, "auto") else devices
+        _check(isinstance(n, int) and n >= 2, "trainer.devices", devices,
+               "at least 2 devices for DDP"
+               + (f" (this machine has {torch.cuda.device_count()} GPU)" if gpus else "")
+               + "; for one device use trainer=cpu or trainer=gpu")
+    check_tracking_uri(cfg.logger.tracking_uri)
+
+
+def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
+    """The store can be written (SQLite folder) or the server answers its health check."""
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        while not folder.exists():
+            folder = folder.parent
+        _check(folder.is_dir() and os.access(folder, os.W_OK), "logger.tracking_uri", uri,
+               f"a store in a writable folder ({folder} is not a writable folder)")
+    elif uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
+                ok = reply.status == 200
+        except (OSError, ValueError) as err:
+            ok, uri = False, f"{uri} ({err})"
+        _check(ok, "logger.tracking_uri", uri,
+               "a running MLflow server (start one with `make server`), or the default "
+               "embedded store (drop the override)")
 
 
 register_configs()

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pipeline.config import ConfigError, validate
+from pipeline.config import ConfigError, check_environment, validate
 from pipeline.data import DataSpec, Seq2SeqDataModule
 from pipeline.data.tasks import TASKS
 from pipeline.module import Seq2SeqModule
@@ -103,6 +103,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     with the error as a tag and the traceback as an artifact, then propagates.
     """
     validate(cfg)
+    check_environment(cfg)
     resolve_monitor(cfg)
     pin_threads(cfg)
     L.seed_everything(cfg.seed, workers=True)
@@ -116,7 +117,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         mlflow_run.log_datasets(client, run_id, cfg.data.task, splits)
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
         trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, weights_only=False)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 import subprocess
 import tempfile
@@ -17,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -30,10 +32,12 @@ _INFRA_PREFIXES = ("logger.", "paths.", "hydra.", "trainer.enable_", "hparams_se
 _PLACEMENT_KEYS = ("paths.", "logger.", "tags", "trainer.default_root_dir",
                    "callbacks.model_checkpoint.dirpath", "data.cache_dir")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SECRET = re.compile(r"pass(word|wd)?|secret|token|api_?key|credential", re.IGNORECASE)
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as {override path: value}, e.g. ``{"model.depth": "2"}``."""
+    """The resolved config as {override path: value}, e.g. ``{"model.depth": "2"}``; values
+    of keys that look like secrets (password, token, ...) are masked."""
     flat: dict[str, str] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -44,7 +48,8 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
             flat[prefix] = json.dumps(node) if isinstance(node, list | dict) else str(node)
 
     walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "")
-    return {k: v[:MAX_PARAM_LENGTH] for k, v in flat.items()}
+    return {k: "***" if SECRET.search(k.rsplit(".", 1)[-1]) else v[:MAX_PARAM_LENGTH]
+            for k, v in flat.items()}
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -170,8 +175,8 @@ def start_system_metrics(run_id: str, tracking_uri: str):
 
 
 def record_failure(client: MlflowClient, run_id: str, err: BaseException) -> None:
-    """End the run FAILED (KILLED on Ctrl-C), the message as a tag, the traceback as an
-    artifact."""
+    """End the run FAILED (KILLED on Ctrl-C or SIGTERM), the message as a tag, the
+    traceback as an artifact."""
     client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
     step = getattr(err, "step", None)
     if step is not None:
@@ -180,7 +185,8 @@ def record_failure(client: MlflowClient, run_id: str, err: BaseException) -> Non
         path = Path(tmp) / "traceback.txt"
         path.write_text("".join(traceback.format_exception(err)))
         client.log_artifact(run_id, str(path), "error")
-    client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+    killed = isinstance(err, KeyboardInterrupt | SIGTERMException | SystemExit)
+    client.set_terminated(run_id, "KILLED" if killed else "FAILED")
 
 
 def log_model(

@@ -1,9 +1,11 @@
 """Bad settings fail before any work, with a message naming the key and what is allowed."""
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException
 
-from pipeline.config import ConfigError, validate
+from pipeline.config import ConfigError, check_environment, validate
+from pipeline.tracking.mlflow_run import flatten
 
 
 @pytest.mark.parametrize(
@@ -56,3 +58,28 @@ def test_types_and_unknown_keys_fail_at_composition(compose_cfg, override, key):
 def test_defaults_are_valid(compose_cfg):
     for preset in ("simple", "seq2seq", "attention"):
         validate(compose_cfg(f"model={preset}"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "allowed"),
+    [
+        (["trainer=gpu"], "trainer.accelerator", "no GPU"),
+        (["trainer=ddp_cpu", "trainer.devices=1"], "trainer.devices", "at least 2 devices"),
+        (["logger.tracking_uri=http://127.0.0.1:9"], "logger.tracking_uri", "make server"),
+        (["logger.tracking_uri=sqlite:////etc/hostname/x/mlflow.db"], "logger.tracking_uri",
+         "writable folder"),
+    ],
+)
+def test_what_this_machine_cannot_do_is_refused_up_front(compose_cfg, overrides, key, allowed):
+    if "gpu" in overrides[0] and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match=allowed) as err:
+        check_environment(compose_cfg(*overrides))
+    assert err.value.key == key
+
+
+def test_secret_looking_params_are_masked(compose_cfg):
+    cfg = compose_cfg("+db.password=hunter2", "+db.api_key=abc", "+db.host=x")
+    flat = flatten(cfg)
+    assert flat["db.password"] == "***" and flat["db.api_key"] == "***"
+    assert flat["db.host"] == "x"

@@ -1,0 +1,88 @@
+"""Faults lose nothing: user errors in one line, NaN losses, signals, reproducibility."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from pipeline.module import NonFiniteLossError
+from pipeline.train import train
+from tests.conftest import ROOT, TINY, run_cli
+
+
+@pytest.mark.parametrize(
+    ("override", "status", "message"),
+    [
+        ("model.depth=two", 2, "model.depth='two' is invalid: an int >= 1"),
+        ("model.dropout=1.5", 2, "model.dropout=1.5 is invalid: a probability in [0, 1)"),
+        ("trainer=gpu", 2, "trainer.accelerator='gpu' is invalid: this machine has no GPU"),
+        ("model.cell=transformer", 1, "Invalid value 'transformer', expected one of [lstm, gru]"),
+    ],
+)
+def test_user_errors_exit_with_one_line(tmp_path, override, status, message):
+    if override == "trainer=gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run_cli(override, output_dir=tmp_path, timeout=120)
+    assert result.returncode == status
+    assert message in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was started
+
+
+def test_nan_loss_stops_the_run_failed_with_the_step(compose_cfg):
+    cfg = compose_cfg(*TINY, "optimizer.lr=inf")
+    with pytest.raises(NonFiniteLossError):
+        train(cfg)
+    client = MlflowClient(cfg.logger.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error.step"].isdigit()
+    assert "loss is nan" in run.data.tags["error"]
+
+
+def test_same_config_and_seed_give_identical_metrics(compose_cfg, tmp_path):
+    first = train(compose_cfg(*TINY, f"paths.run_dir={tmp_path}/first"))
+    second = train(compose_cfg(*TINY, f"paths.run_dir={tmp_path}/second"))
+    for key in ("val/loss", "test/loss", "test/token_acc", "train/loss_epoch"):
+        assert first[key] == second[key]
+
+
+def _start_slow_run(tmp_path):
+    """A run long enough to be interrupted: many tiny epochs, a checkpoint after each."""
+    args = [*TINY, "trainer.max_epochs=200", "data.train_size=512"]
+    env = {"SEQ2SEQ_OUTPUT_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.train", *args], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("runs/*/checkpoints/epoch*.ckpt")):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.5)
+    return proc
+
+
+def _the_run(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
+    return run
+
+
+def test_sigterm_saves_a_checkpoint_and_marks_the_run_killed(tmp_path):
+    proc = _start_slow_run(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert _the_run(tmp_path).info.status == "KILLED"
+    (ckpt,) = tmp_path.glob("runs/*/checkpoints/interrupted.ckpt")
+    assert "state_dict" in torch.load(ckpt, weights_only=False)
+
+
+def test_sigkill_leaves_a_readable_store_and_intact_checkpoints(tmp_path):
+    proc = _start_slow_run(tmp_path)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert _the_run(tmp_path).info.status == "RUNNING"  # never closed: it was killed
+    for ckpt in tmp_path.glob("runs/*/checkpoints/*.ckpt"):
+        assert "state_dict" in torch.load(ckpt, weights_only=False)
