@@ -115,6 +115,7 @@ class CO2DataConfig(DataConfig):
     output_length: int = 13
     val_fraction: float = 0.1
     test_fraction: float = 0.1
+    relative: bool = True
 
 
 DATA_SCHEMAS = {

@@ -265,16 +265,21 @@ def test_co2_scaling_and_seasonal_naive(co2_splits):
     train = series.to_numpy()[:val_start]
     for split in co2_splits.values():
         mean, std = split.extra["mean"], split.extra["std"]
+        level = split.extra["level"]  # (N, 1): each window is relative to its last input
         assert mean == pytest.approx(train.mean()) and std == pytest.approx(train.std())
+        np.testing.assert_allclose(split.sources[:, -1, 0], 0.0, atol=1e-6)
         t = split.extra["target_time"]
         raw = series.loc[t.ravel()].to_numpy().reshape(t.shape)
-        np.testing.assert_allclose(split.targets[..., 0] * std + mean, raw, rtol=1e-5)
+        np.testing.assert_allclose((split.targets[..., 0] + level) * std + mean, raw, rtol=1e-5)
         before = t.ravel() - np.timedelta64(52 * 7, "D")
         naive = series.loc[before].to_numpy().reshape(t.shape)
-        np.testing.assert_allclose(split.extra["seasonal_naive"][..., 0] * std + mean, naive,
-                                   rtol=1e-5)
-        np.testing.assert_allclose(split.sources[1:, :-1], split.sources[:-1, 1:])
-    assert co2_splits["train"].targets.mean() == pytest.approx(0.0, abs=0.05)
+        np.testing.assert_allclose(
+            (split.extra["seasonal_naive"][..., 0] + level) * std + mean, naive, rtol=1e-5
+        )
+        absolute = split.sources[..., 0] + level
+        np.testing.assert_allclose(absolute[1:, :-1], absolute[:-1, 1:], atol=1e-5)
+    absolute = make_task("co2", relative=False).build(0, SMALL)["train"]
+    assert absolute.targets.mean() == pytest.approx(0.0, abs=0.05)
 
 
 # -- through the data module ----------------------------------------------------------------

@@ -28,7 +28,11 @@ class CO2(VectorTask):
     so val and test start forecasting right at their boundary. Targets start no earlier than
     week ``max(input_length, 52)`` so each has a value a season earlier.
 
-    Values are standardised with the mean and std of the train period only. ``extra`` holds
+    Values are standardised with the mean and std of the train period only; with
+    ``relative`` (default) every window is then expressed relative to its last input value
+    (so a model forecasts changes, not levels it never saw in training: the series trends
+    out of the training range). Errors, MASE included, are unchanged by the shift; add
+    ``extra["level"]`` back to get the standardised values. ``extra`` holds
     ``seasonal_naive`` (the value 52 weeks before each target, scaled, shaped like the
     targets), ``target_time`` ((N, output_length) datetime64), ``mean`` and ``std`` (undo
     the scaling: value * std + mean), ``season`` (52) and ``train_naive_mae`` (the mean
@@ -38,9 +42,10 @@ class CO2(VectorTask):
 
     def __init__(
         self, input_length: int = 52, output_length: int = 13, val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
+        test_fraction: float = 0.1, relative: bool = True,
     ):
         self.input_length, self.output_length = input_length, output_length
+        self.relative = relative
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
 
     def build(self, seed: int, sizes: dict[str, int]) -> dict[str, VectorSplit]:
@@ -70,11 +75,13 @@ class CO2(VectorTask):
                 )
             inputs = first[:, None] - self.input_length + np.arange(self.input_length)
             targets = first[:, None] + steps
+            level = z[inputs[:, -1:]] if self.relative else 0.0
             splits[name] = VectorSplit(
-                z[inputs][..., None].astype(np.float32),
-                z[targets][..., None].astype(np.float32),
+                (z[inputs] - level)[..., None].astype(np.float32),
+                (z[targets] - level)[..., None].astype(np.float32),
                 {
-                    "seasonal_naive": z[targets - SEASON][..., None].astype(np.float32),
+                    "seasonal_naive": (z[targets - SEASON] - level)[..., None].astype(np.float32),
+                    "level": np.asarray(level, dtype=np.float32),
                     "target_time": times[targets],
                     "mean": mean,
                     "std": std,
