@@ -33,7 +33,7 @@ sweep: $(STAMP)  ## Run a sweep (SWEEP=grid|variants|optuna, JOBS=2 side by side
 	$(PY) -m pipeline.train -m hparams_search=$(SWEEP) \
 		$(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
 
-ui: $(STAMP)  ## Browse the results: MLflow UI on http://$(HOST):$(PORT)
+ui: $(STAMP)  ## Browse the results: MLflow UI on http://127.0.0.1:5000 (HOST=, PORT=)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
 		--default-artifact-root file://$(CURDIR)/outputs/mlartifacts --host $(HOST) --port $(PORT)
 
