@@ -1,5 +1,7 @@
 """One training, in-process on a tiny config: metrics, MLflow run, model round trip."""
 
+import math
+
 import mlflow
 import pytest
 import torch
@@ -56,3 +58,18 @@ def test_tiny_training_is_tracked_and_round_trips(compose_cfg, tmp_path):
         a = from_ckpt.generate(src, lengths, max_len=7, beam_size=beam)
         b = from_mlflow.generate(src, lengths, max_len=7, beam_size=beam)
         assert torch.equal(a.sequences, b.sequences)
+
+
+@pytest.mark.parametrize("task", ["copy", "sort", "addition", "dates", "vectors", "co2", "g2p"])
+def test_every_task_trains_end_to_end(compose_cfg, task):
+    """A tiny run per task: its metrics reach MLflow and its run finishes."""
+    metrics = train(compose_cfg(f"data={task}", "debug=fast", "data.batch_size=32"))
+    expected = {
+        "vectors": ["test/mse", "test/mae"],
+        "co2": ["test/mse", "test/mase", "test/mase_naive"],
+        "g2p": ["test/seq_acc", "test/per", "test/wer"],
+    }.get(task, ["test/seq_acc", "test/token_acc"])
+    assert set(expected) <= set(metrics)
+    assert all(math.isfinite(metrics[k]) for k in expected)
+    if "test/seq_acc" in expected:  # and per input-length bucket
+        assert any(k.startswith("test/seq_acc/len_") for k in metrics)
