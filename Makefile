@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 TORCH := torch==2.13.0
+# Where this machine keeps the CPU build of that torch (a plain PyPI install would take a
+# multi-GB CUDA build); harmless where the folder does not exist.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 ARGS ?=
 SWEEP ?= grid
 JOBS ?= 1
@@ -20,8 +23,8 @@ help:  ## List the targets
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[dev]" $(TORCH)
+	$(PY) -m pip install -q $(FIND_LINKS) $(TORCH)
+	$(PY) -m pip install -q $(FIND_LINKS) -e ".[dev]" $(TORCH)
 	touch $(STAMP)
 
 install: $(STAMP)  ## Make .venv and install the project (skipped when nothing changed)
