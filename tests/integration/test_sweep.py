@@ -103,3 +103,18 @@ def test_optuna_sweep_runs_trials_as_children(tmp_path):
     assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
     sweep_dir = next((tmp_path / "sweeps").iterdir())
     assert (sweep_dir / "optimization_results.yaml").exists()
+
+
+def test_ddp_inside_a_multirun_stays_one_sweep(tmp_path):
+    """trainer=ddp_cpu (ddp_spawn, 2 ranks) in a 2-job multirun: one sweep folder, one
+    parent, one child per job (the ranks never re-launch the command line)."""
+    result = run_cli("-m", *TINY, "trainer=ddp_cpu", "model.depth=1,2", output_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((tmp_path / "sweeps").iterdir())) == 1
+    assert not (tmp_path / "runs").exists()
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == 3 and len(children) == 2
+    assert all(c.info.status == "FINISHED" and "test/seq_acc" in c.data.metrics
+               for c in children)
