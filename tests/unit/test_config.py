@@ -66,13 +66,17 @@ def test_defaults_are_valid(compose_cfg):
         (["trainer=gpu"], "trainer.accelerator", "no GPU"),
         (["trainer=ddp_cpu", "trainer.devices=1"], "trainer.devices", "at least 2 devices"),
         (["logger.tracking_uri=http://127.0.0.1:9"], "logger.tracking_uri", "make server"),
-        (["logger.tracking_uri=sqlite:////etc/hostname/x/mlflow.db"], "logger.tracking_uri",
+        (["logger.tracking_uri=sqlite:///{tmp}/a-file/x/mlflow.db"], "logger.tracking_uri",
          "writable folder"),
     ],
 )
-def test_what_this_machine_cannot_do_is_refused_up_front(compose_cfg, overrides, key, allowed):
+def test_what_this_machine_cannot_do_is_refused_up_front(
+    compose_cfg, tmp_path, overrides, key, allowed
+):
     if "gpu" in overrides[0] and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
+    (tmp_path / "a-file").write_text("a file, not a folder")
+    overrides = [o.replace("{tmp}", str(tmp_path)) for o in overrides]
     with pytest.raises(ConfigError, match=allowed) as err:
         check_environment(compose_cfg(*overrides))
     assert err.value.key == key
