@@ -74,6 +74,7 @@ class MLflowSweepCallback(Callback):
         self.artifact_location = artifact_location
         self.parent_id: str | None = None
         self.experiment_id: str | None = None
+        self.swept: list[str] = []
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         ensure_store(self.tracking_uri)
@@ -98,9 +99,10 @@ class MLflowSweepCallback(Callback):
                 swept[key.lstrip("+~")] = values
         for key, values in swept.items():
             client.log_param(self.parent_id, key, values)
+        self.swept = list(swept)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_RUN_FILE).write_text(json.dumps(
-            {"run_id": self.parent_id, "experiment_id": self.experiment_id, "swept": list(swept)}
+            {"run_id": self.parent_id, "experiment_id": self.experiment_id, "swept": self.swept}
         ))
         log.info("MLflow parent run %s in %s", self.parent_id, self.tracking_uri)
 
@@ -109,13 +111,14 @@ class MLflowSweepCallback(Callback):
             return
         client = MlflowClient(self.tracking_uri)
         runs = child_runs(client, self.experiment_id, self.parent_id)
+        by_id = {r.info.run_id: r for r in runs}
         sweep_dir = Path(config.hydra.sweep.dir)
         table, metric, _ = summary_table(runs)
         (sweep_dir / "summary.csv").write_text(table.to_csv(index=False))
         (sweep_dir / "summary.md").write_text(table.to_markdown(index=False) + "\n")
         for name in ("summary.csv", "summary.md"):
             client.log_artifact(self.parent_id, str(sweep_dir / name))
-        self._log_plots(client, runs, table, metric)
+        self._log_plots(client, by_id, table, metric)
         finished = table[table.status == "FINISHED"] if len(table) else table
         if len(finished) and metric in finished:
             best = finished.iloc[0]
@@ -123,7 +126,7 @@ class MLflowSweepCallback(Callback):
             for key, value in best.items():
                 if key.startswith(("val/", "test/")) and pd.notna(value):
                     client.log_metric(self.parent_id, f"best/{key}", float(value))
-            self._register(client, next(r for r in runs if r.info.run_id == best.run_id))
+            self._register(client, by_id[best.run_id])
         failed = int((table.status != "FINISHED").sum()) if len(table) else 0
         MLflowSweepCallback.failed_jobs = failed
         client.set_tag(self.parent_id, "failed_jobs", str(failed))
@@ -131,17 +134,13 @@ class MLflowSweepCallback(Callback):
         log.info("Sweep summary (%d runs, %d failed): %s", len(table), failed,
                  sweep_dir / "summary.md")
 
-    def _log_plots(self, client: MlflowClient, runs: list[Run], table, metric: str) -> None:
-        swept = [c for c in client.get_run(self.parent_id).data.params]
-        columns = []
-        for key in swept:
-            table[key] = [next((r.data.params.get(key) for r in runs if r.info.run_id == rid),
-                               None) for rid in table.run_id]
-            columns.append(key)
-        fig = plots.grid_bars(table, metric, columns or ["run"])
+    def _log_plots(self, client: MlflowClient, by_id: dict[str, Run], table, metric: str) -> None:
+        for key in self.swept:
+            table[key] = [by_id[run_id].data.params.get(key) for run_id in table.run_id]
+        fig = plots.grid_bars(table, metric, self.swept or ["run"])
         client.log_figure(self.parent_id, fig, "plots/grid.png")
         plots.plt.close(fig)
-        curves = {r.info.run_name: plots.bucket_curves(r.data.metrics) for r in runs}
+        curves = {r.info.run_name: plots.bucket_curves(r.data.metrics) for r in by_id.values()}
         if any(len(c) for c in curves.values()):
             fig = plots.accuracy_by_length(curves)
             client.log_figure(self.parent_id, fig, "plots/accuracy_by_length.png")
