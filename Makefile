@@ -15,10 +15,15 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install train sweep ui test lint clean
+# Debian packages the browser and server tests need; installed when missing and apt-get can
+# run (as root or through sudo), otherwise those tests skip with the reason.
+SYSTEM_PACKAGES := chromium postgresql
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+
+.PHONY: help install system-deps train sweep ui server bench test lint clean
 
 help:  ## List the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +33,16 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 install: $(STAMP)  ## Make .venv and install the project (skipped when nothing changed)
+
+system-deps:  ## apt-get install Chromium and PostgreSQL for the browser and server tests
+	@missing="$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+		echo "apt-get install $$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+			-y -qq --no-install-recommends $$missing >/dev/null \
+		|| echo "warning: could not install $$missing; the tests that need them will skip"; \
+	else echo "warning: $$missing not installed and apt-get unavailable; those tests will skip"; fi
 
 train: $(STAMP)  ## Train one model with the default config (+ ARGS overrides)
 	$(PY) -m pipeline.train $(ARGS)
@@ -40,7 +55,13 @@ ui: $(STAMP)  ## Browse the results: MLflow UI on http://127.0.0.1:5000 (HOST=, 
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
 		--default-artifact-root file://$(CURDIR)/outputs/mlartifacts --host $(HOST) --port $(PORT)
 
-test: $(STAMP)  ## Lint and run the test suite
+server: $(STAMP)  ## Shared tracking server: mlflow server on PostgreSQL, 127.0.0.1:$(PORT) (HOST=, PORT=)
+	$(PY) -m pipeline.tracking.server --host $(HOST) --port $(PORT) $(ARGS)
+
+bench: $(STAMP)  ## Benchmarks: ratios measured side by side (ARGS=--full for more sizes)
+	$(PY) -m pipeline.bench $(ARGS)
+
+test: $(STAMP) system-deps  ## Lint and run the test suite
 	$(VENV)/bin/ruff check pipeline tests
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
