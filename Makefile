@@ -10,6 +10,7 @@ TORCH := torch==2.13.0
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 ARGS ?=
 SWEEP ?= grid
+SWEEP_ID ?=
 JOBS ?= 1
 HOST ?= 127.0.0.1
 PORT ?= 5000
@@ -47,15 +48,16 @@ system-deps:  ## apt-get install Chromium and PostgreSQL for the browser and ser
 train: $(STAMP)  ## Train one model with the default config (+ ARGS overrides)
 	$(PY) -m pipeline.train $(ARGS)
 
-sweep: $(STAMP)  ## Run a sweep (SWEEP=grid|variants|optuna, JOBS=2 side by side) into MLflow
+sweep: $(STAMP)  ## Run a sweep (SWEEP=grid|variants|optuna, JOBS=2 side by side, SWEEP_ID= resumes)
 	$(PY) -m pipeline.train -m hparams_search=$(SWEEP) \
-		$(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
+		$(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) \
+		$(if $(SWEEP_ID),sweep_id=$(SWEEP_ID)) $(ARGS)
 
 ui: $(STAMP)  ## Browse the results: MLflow UI on http://127.0.0.1:5000 (HOST=, PORT=)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
 		--default-artifact-root file://$(CURDIR)/outputs/mlartifacts --host $(HOST) --port $(PORT)
 
-server: $(STAMP)  ## Shared tracking server: mlflow server on PostgreSQL, 127.0.0.1:$(PORT) (HOST=, PORT=)
+server: $(STAMP)  ## Shared tracking server: mlflow server on PostgreSQL, 127.0.0.1:5000 (HOST=, PORT=)
 	$(PY) -m pipeline.tracking.server --host $(HOST) --port $(PORT) $(ARGS)
 
 bench: $(STAMP)  ## Benchmarks: ratios measured side by side (ARGS=--full for more sizes)

@@ -100,29 +100,43 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics, the test metrics and ``best/<monitor>`` (the best checkpoint's monitored value).
 
     Any failure (a NaN loss, Ctrl-C, a crash) ends the MLflow run FAILED (KILLED on Ctrl-C)
-    with the error as a tag and the traceback as an artifact, then propagates.
+    with the error as a tag and the traceback as an artifact, then propagates. In a resumed
+    sweep a config that already finished is skipped (its logged metrics are returned) and
+    an interrupted one continues in its own run from its newest checkpoint.
     """
     validate(cfg)
     check_environment(cfg)
     resolve_monitor(cfg)
     pin_threads(cfg)
+    previous = mlflow_run.previous_attempt(cfg)
+    if previous is not None and previous.info.status == "FINISHED":
+        log.info("skipped: this config already finished in run %s", previous.info.run_id)
+        return dict(previous.data.metrics)
+    resume_from = mlflow_run.resume_checkpoint(previous) if previous else None
     L.seed_everything(cfg.seed, workers=True)
     datamodule, module = build(cfg)
-    logger = mlflow_run.make_logger(cfg)
+    logger = mlflow_run.make_logger(cfg, run_id=previous.info.run_id if resume_from else None)
     client, run_id = logger.experiment, logger.run_id
+    if previous is not None and not resume_from:
+        mlflow_run.supersede(client, previous, run_id)
     monitor = mlflow_run.start_system_metrics(run_id, cfg.logger.tracking_uri)
     try:
-        mlflow_run.log_config(logger, cfg)
-        splits = {split: datamodule.arrays(split) for split in ("train", "val", "test")}
-        mlflow_run.log_datasets(client, run_id, cfg.data.task, splits)
+        if resume_from:
+            log.info("continuing run %s from %s", run_id, resume_from)
+            client.set_tag(run_id, "resumed_from", resume_from)
+        else:
+            mlflow_run.log_config(logger, cfg)
+            splits = {split: datamodule.arrays(split) for split in ("train", "val", "test")}
+            mlflow_run.log_datasets(client, run_id, cfg.data.task, splits)
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
         trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
-        trainer.fit(module, datamodule=datamodule, weights_only=False)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint else ""
         if best:
             metrics[f"best/{cfg.monitor}"] = best_score(checkpoint)
+            client.log_metric(run_id, f"best/{cfg.monitor}", metrics[f"best/{cfg.monitor}"])
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if trainer.is_global_zero:

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from mlflow import MlflowClient
-from mlflow.entities import DatasetInput, InputTag
+from mlflow.entities import DatasetInput, InputTag, Run
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from omegaconf import DictConfig, OmegaConf
 
@@ -30,7 +30,10 @@ MAX_PARAM_LENGTH = 6000
 _INFRA_PREFIXES = ("logger.", "paths.", "hydra.", "trainer.enable_", "hparams_search")
 # Flattened keys that only place outputs: left out of the config hash.
 _PLACEMENT_KEYS = ("paths.", "logger.", "tags", "trainer.default_root_dir",
-                   "callbacks.model_checkpoint.dirpath", "data.cache_dir")
+                   "callbacks.model_checkpoint.dirpath", "callbacks.on_exception.dirpath",
+                   "data.cache_dir", "sweep_id")
+# Where a run's checkpoints are, newest first: what a resumed sweep continues from.
+RESUME_FILES = ("interrupted.ckpt", "last.ckpt")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SECRET = re.compile(r"pass(word|wd)?|secret|token|api_?key|credential", re.IGNORECASE)
 
@@ -120,8 +123,41 @@ def ensure_store(tracking_uri: str) -> None:
         Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
 
 
-def make_logger(cfg: DictConfig) -> MLFlowLogger:
-    """Lightning's MLFlowLogger for this job: readable name, tags, child of the sweep's run."""
+def previous_attempt(cfg: DictConfig) -> Run | None:
+    """In a resumed sweep (``sweep_id=...``), this job's latest earlier child run: the one
+    with the same config hash that no later attempt superseded; else None."""
+    info = sweep_info()
+    if not info.get("resume"):
+        return None
+    runs = MlflowClient(cfg.logger.tracking_uri).search_runs(
+        [info["experiment_id"]],
+        filter_string=f"tags.mlflow.parentRunId = '{info['run_id']}' "
+                      f"and tags.config_hash = '{config_hash(cfg)}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    runs = [r for r in runs if "superseded_by" not in r.data.tags]
+    return runs[0] if runs else None
+
+
+def resume_checkpoint(run: Run) -> str | None:
+    """The newest checkpoint an unfinished run left (``interrupted`` or ``last``), or None."""
+    folder = Path(run.data.tags.get("checkpoint_dir", "/nonexistent"))
+    found = [folder / name for name in RESUME_FILES if (folder / name).is_file()]
+    return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
+
+
+def supersede(client: MlflowClient, old: Run, new_run_id: str) -> None:
+    """Mark an earlier attempt that is run again from scratch (it failed, or was killed
+    before any checkpoint): closed KILLED if a SIGKILL left it RUNNING, and left out of the
+    sweep's summary."""
+    client.set_tag(old.info.run_id, "superseded_by", new_run_id)
+    if old.info.status == "RUNNING":
+        client.set_terminated(old.info.run_id, "KILLED")
+
+
+def make_logger(cfg: DictConfig, run_id: str | None = None) -> MLFlowLogger:
+    """Lightning's MLFlowLogger for this job: readable name, tags, child of the sweep's run;
+    with ``run_id``, the logger continues that run (a resumed job) and tags it afresh."""
     ensure_store(cfg.logger.tracking_uri)
     tags = {
         "variant": variant_name(cfg.model),
@@ -132,12 +168,20 @@ def make_logger(cfg: DictConfig) -> MLFlowLogger:
         "config_hash": config_hash(cfg),
         "host": socket.gethostname(),
         "git.dirty": git_dirty(),
+        "checkpoint_dir": str(cfg.callbacks.model_checkpoint.dirpath)
+        if cfg.get("callbacks") and "model_checkpoint" in cfg.callbacks else "",
     }
     tags.update({f"tag.{t}": "true" for t in cfg.get("tags") or []})
     parent = sweep_info().get("run_id")
     if parent:
         tags["mlflow.parentRunId"] = parent
-    return instantiate(cfg.logger, run_name=run_name(cfg), tags=tags)
+    logger = instantiate(cfg.logger, run_name=run_name(cfg), tags=tags, run_id=run_id)
+    if run_id:
+        client = logger.experiment
+        client.update_run(run_id, status="RUNNING")
+        for key in ("checkpoint_dir", "overrides", "host", "git.dirty"):
+            client.set_tag(run_id, key, tags[key])
+    return logger
 
 
 def log_config(logger: MLFlowLogger, cfg: DictConfig) -> None:

@@ -12,6 +12,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.tracking import plots
@@ -31,11 +32,36 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
 
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list[Run]:
-    """Every run whose ``mlflow.parentRunId`` is ``parent_id``."""
-    return client.search_runs(
+    """Every run whose ``mlflow.parentRunId`` is ``parent_id``, but attempts that a resumed
+    sweep ran again (tagged ``superseded_by``)."""
+    runs = client.search_runs(
         [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
         max_results=10000,
     )
+    return [r for r in runs if "superseded_by" not in r.data.tags]
+
+
+def swept_values(run: Run, keys: list[str]) -> dict[str, str | None]:
+    """The value of each swept key in this child: from its override string (which also
+    holds config-group choices such as ``arch=cho``), else from its params."""
+    overrides = dict(o.lstrip("+~").partition("=")[::2]
+                     for o in run.data.tags.get("overrides", "").split())
+    return {key: overrides.get(key, run.data.params.get(key)) for key in keys}
+
+
+def resumable_parent(client: MlflowClient, run_id: str, experiment_id: str) -> Run:
+    """The sweep parent run ``sweep_id`` names, or exit with one line saying what is wrong
+    (Hydra turns a callback's exception into a warning and would sweep on regardless)."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        run = None
+    if run is None or run.data.tags.get("role") != "sweep" \
+            or run.info.experiment_id != experiment_id:
+        log.error("sweep_id=%r is invalid: the run id of a sweep's parent run in this "
+                  "experiment (the `sweep ...` runs in the MLflow UI)", run_id)
+        raise SystemExit(2)
+    return run
 
 
 def summary_table(runs: list[Run]) -> tuple[pd.DataFrame, str, str]:
@@ -61,10 +87,13 @@ def summary_table(runs: list[Run]) -> tuple[pd.DataFrame, str, str]:
 class MLflowSweepCallback(Callback):
     """``on_multirun_start`` creates the store, the experiment and the parent run once,
     before any job starts (so parallel jobs never race to create them); every job finds
-    the parent's id in the sweep folder. ``on_multirun_end`` writes ``summary.csv`` and
-    ``summary.md``, plots the swept metric per child and accuracy by input length per
-    child, logs the best child's metrics to the parent, registers its model with the
-    alias ``champion``, and closes the parent (FAILED if any job failed)."""
+    the parent's id in the sweep folder. With ``sweep_id=<parent run id>`` it reopens that
+    parent instead: each job then skips a finished earlier attempt of its config or
+    continues an interrupted one from its checkpoint (``pipeline.train``).
+    ``on_multirun_end`` writes ``summary.csv`` and ``summary.md``, plots the swept metric
+    per child and accuracy by input length per child, logs the best child's metrics to the
+    parent, registers its model with the alias ``champion``, and closes the parent (FAILED
+    if any job failed)."""
 
     failed_jobs = 0  # of the last sweep in this process: read by ``pipeline.train``
 
@@ -85,26 +114,34 @@ class MLflowSweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         params = config.hydra.sweeper.get("params")
         grid = OmegaConf.to_container(params, resolve=True) if params else {}
-        overrides = list(config.hydra.overrides.task)
-        run = client.create_run(
-            self.experiment_id, run_name=f"sweep {sweep_dir.name}",
-            tags={"sweep_dir": str(sweep_dir), "overrides": " ".join(overrides)[:5000],
-                  "role": "sweep"},
-        )
-        self.parent_id = run.info.run_id
+        overrides = [o for o in config.hydra.overrides.task
+                     if not o.lstrip("+~").startswith("sweep_id=")]
         swept = {key: str(values) for key, values in grid.items()}
         for override in overrides:
             key, _, values = override.partition("=")
             if "," in values:
                 swept[key.lstrip("+~")] = values
-        for key, values in swept.items():
-            client.log_param(self.parent_id, key, values)
+        resume = config.get("sweep_id")
+        if resume:
+            self.parent_id = resumable_parent(client, resume, self.experiment_id).info.run_id
+            client.update_run(self.parent_id, status="RUNNING")
+            client.set_tag(self.parent_id, "resumed_in", str(sweep_dir))
+        else:
+            self.parent_id = client.create_run(
+                self.experiment_id, run_name=f"sweep {sweep_dir.name}",
+                tags={"sweep_dir": str(sweep_dir), "overrides": " ".join(overrides)[:5000],
+                      "role": "sweep"},
+            ).info.run_id
+            for key, values in swept.items():
+                client.log_param(self.parent_id, key, values)
         self.swept = list(swept)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_RUN_FILE).write_text(json.dumps(
-            {"run_id": self.parent_id, "experiment_id": self.experiment_id, "swept": self.swept}
+            {"run_id": self.parent_id, "experiment_id": self.experiment_id,
+             "swept": self.swept, "resume": bool(resume)}
         ))
-        log.info("MLflow parent run %s in %s", self.parent_id, self.tracking_uri)
+        log.info("MLflow parent run %s in %s%s", self.parent_id, self.tracking_uri,
+                 " (resumed)" if resume else "")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent_id is None:
@@ -135,8 +172,9 @@ class MLflowSweepCallback(Callback):
                  sweep_dir / "summary.md")
 
     def _log_plots(self, client: MlflowClient, by_id: dict[str, Run], table, metric: str) -> None:
+        values = [swept_values(by_id[run_id], self.swept) for run_id in table.run_id]
         for key in self.swept:
-            table[key] = [by_id[run_id].data.params.get(key) for run_id in table.run_id]
+            table[key] = [v[key] for v in values]
         fig = plots.grid_bars(table, metric, self.swept or ["run"])
         client.log_figure(self.parent_id, fig, "plots/grid.png")
         plots.plt.close(fig)

@@ -2,8 +2,10 @@
 
 import csv
 import os
+import signal
 import subprocess
 import sys
+import time
 
 from mlflow import MlflowClient
 
@@ -118,3 +120,56 @@ def test_ddp_inside_a_multirun_stays_one_sweep(tmp_path):
     assert len(runs) == 3 and len(children) == 2
     assert all(c.info.status == "FINISHED" and "test/seq_acc" in c.data.metrics
                for c in children)
+
+
+def _sweep_runs(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    children = {r.data.params["model.depth"]: r for r in runs if r is not parent}
+    return client, parent, children
+
+
+def test_resume_skips_finished_jobs_and_continues_the_killed_one(tmp_path):
+    """SIGKILL the sweep while job 1 trains (job 0 finished); ``sweep_id=`` resumes it under
+    the same parent: job 0 is not run again, job 1 continues its own run from last.ckpt."""
+    args = ["-m", *TINY, "model.depth=1,2", "trainer.max_epochs=4", "data.train_size=512"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", *args], cwd=ROOT, start_new_session=True,
+        env={**os.environ, "SEQ2SEQ_OUTPUT_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.time() + 180
+    while not list(tmp_path.glob("sweeps/*/1/checkpoints/last.ckpt")):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+    client, parent, before = _sweep_runs(tmp_path)
+    assert before["1"].info.status == "FINISHED" and before["2"].info.status == "RUNNING"
+    done_epochs = len(client.get_metric_history(before["2"].info.run_id, "val/loss"))
+    assert 1 <= done_epochs < 4
+
+    result = run_cli(*args, f"sweep_id={parent.info.run_id}", output_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, resumed_parent, after = _sweep_runs(tmp_path)
+    assert resumed_parent.info.run_id == parent.info.run_id
+    assert resumed_parent.info.status == "FINISHED"
+    assert {r.info.run_id for r in after.values()} == {r.info.run_id for r in before.values()}
+    assert after["1"].info.end_time == before["1"].info.end_time  # not run again
+    assert after["2"].info.status == "FINISHED"
+    assert after["2"].data.tags["resumed_from"].endswith("last.ckpt")
+    history = client.get_metric_history(after["2"].info.run_id, "val/loss")
+    assert len(history) == 4  # the epochs before the kill plus the rest, none twice
+    assert "test/seq_acc" in after["2"].data.metrics
+    new_sweep = max((tmp_path / "sweeps").iterdir())
+    rows = list(csv.DictReader((new_sweep / "summary.csv").open()))
+    assert sorted(r["status"] for r in rows) == ["FINISHED", "FINISHED"]
+
+
+def test_resume_with_an_unknown_sweep_id_stops_in_one_line(tmp_path):
+    result = run_cli("-m", *TINY, "model.depth=1", "sweep_id=nope", output_dir=tmp_path)
+    assert result.returncode == 2
+    assert "sweep_id='nope' is invalid: the run id of a sweep's parent run" in result.stdout
+    assert "Traceback" not in result.stderr

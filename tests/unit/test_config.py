@@ -5,7 +5,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 
 from pipeline.config import ConfigError, check_environment, validate
-from pipeline.tracking.mlflow_run import flatten
+from pipeline.tracking.mlflow_run import config_hash, flatten
 
 
 @pytest.mark.parametrize(
@@ -87,3 +87,23 @@ def test_secret_looking_params_are_masked(compose_cfg):
     flat = flatten(cfg)
     assert flat["db.password"] == "***" and flat["db.api_key"] == "***"
     assert flat["db.host"] == "x"
+
+
+@pytest.mark.parametrize(
+    ("arch", "feedback", "peek", "attention"),
+    [("simple", False, False, "none"), ("sutskever", True, False, "none"),
+     ("cho", True, True, "none"), ("luong", True, False, "additive"),
+     ("bahdanau", True, True, "additive")],
+)
+def test_each_cell_of_the_default_grid_is_its_model(compose_cfg, arch, feedback, peek, attention):
+    model = compose_cfg(f"arch={arch}", "model.depth=2").model
+    assert (model.feedback, model.peek, str(model.attention), model.depth) == (
+        feedback, peek, attention, 2)
+    assert model.bridge is feedback  # the Sutskever family bridges; RepeatVector does not
+
+
+def test_config_hash_ignores_where_outputs_go(compose_cfg, tmp_path):
+    a = compose_cfg("paths.run_dir=/a", "sweep_id=x")
+    b = compose_cfg(f"paths.run_dir={tmp_path}/b")
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(compose_cfg("model.depth=2")) != config_hash(b)
