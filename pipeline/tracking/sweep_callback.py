@@ -114,7 +114,7 @@ class MLflowSweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         params = config.hydra.sweeper.get("params")
         grid = OmegaConf.to_container(params, resolve=True) if params else {}
-        overrides = [o for o in config.hydra.overrides.task
+        overrides = [o for o in OmegaConf.to_container(config.hydra.overrides.task)
                      if not o.lstrip("+~").startswith("sweep_id=")]
         swept = {key: str(values) for key, values in grid.items()}
         for override in overrides:

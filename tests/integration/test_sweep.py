@@ -1,12 +1,14 @@
 """A real ``python -m pipeline.train -m`` multirun into a temporary MLflow store."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import ROOT, TINY, run_cli
@@ -107,19 +109,44 @@ def test_optuna_sweep_runs_trials_as_children(tmp_path):
     assert (sweep_dir / "optimization_results.yaml").exists()
 
 
-def test_ddp_inside_a_multirun_stays_one_sweep(tmp_path):
+@pytest.mark.parametrize("sweeper", ["basic", "optuna"])
+def test_ddp_inside_a_multirun_stays_one_sweep(tmp_path, sweeper):
     """trainer=ddp_cpu (ddp_spawn, 2 ranks) in a 2-job multirun: one sweep folder, one
-    parent, one child per job (the ranks never re-launch the command line)."""
-    result = run_cli("-m", *TINY, "trainer=ddp_cpu", "model.depth=1,2", output_dir=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    parent, one child per job; both ranks of a job train the same config on disjoint
+    halves of the data, and what MLflow holds is what every rank computed after the
+    reduction (each rank writes a file: tests/rank_recorder.py)."""
+    jobs = (["model.depth=1,2"] if sweeper == "basic"
+            else ["hparams_search=optuna", "hydra.sweeper.n_trials=2"])
+    ranks = tmp_path / "ranks"
+    result = run_cli("-m", *TINY, "trainer=ddp_cpu", *jobs,
+                     "+callbacks.rank_record._target_=tests.rank_recorder.RankRecorder",
+                     f"+callbacks.rank_record.folder={ranks}",
+                     "+callbacks.rank_record.job=${hydra:job.num}", output_dir=tmp_path)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     assert len(list((tmp_path / "sweeps").iterdir())) == 1
     assert not (tmp_path / "runs").exists()
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(runs) == 3 and len(children) == 2
-    assert all(c.info.status == "FINISHED" and "test/seq_acc" in c.data.metrics
-               for c in children)
+    for child in children:
+        assert child.info.status == "FINISHED"
+        job = child.data.params["callbacks.rank_record.job"]
+        fit = [json.loads((ranks / f"job{job}-rank{r}-fit.json").read_text()) for r in (0, 1)]
+        test = [json.loads((ranks / f"job{job}-rank{r}-test.json").read_text()) for r in (0, 1)]
+        assert [f["world_size"] for f in fit] == [2, 2]
+        assert fit[0]["hparams"] == fit[1]["hparams"]  # the same config on both ranks
+        assert str(fit[0]["hparams"]["net"]["depth"]) == child.data.params["model.depth"]
+        rows = [set(f["train_rows"]) for f in fit]
+        assert not rows[0] & rows[1] and len(rows[0] | rows[1]) == 64  # split, all covered
+        # the global batch is the configured one: two ranks of 8 rows per step
+        assert fit[0]["train_batches"] == fit[1]["train_batches"] == 64 // 16
+        for key in ("val/loss", "val/seq_acc"):
+            assert fit[0]["metrics"][key] == fit[1]["metrics"][key]
+            assert child.data.metrics[key] == pytest.approx(fit[0]["metrics"][key])
+        for key in ("test/loss", "test/seq_acc", "test/token_acc"):
+            assert test[0]["metrics"][key] == test[1]["metrics"][key]
+            assert child.data.metrics[key] == pytest.approx(test[0]["metrics"][key])
 
 
 def _sweep_runs(tmp_path):
