@@ -136,9 +136,17 @@ def register_configs() -> None:
         cs.store(group="data", name=name, node=node)
 
 
+def local_artifacts(tracking_uri: str, folder: str) -> str | None:
+    """Where a run's artifacts go: ``folder`` for a local store; null for a server
+    (http, https), which decides itself (proxied artifacts)."""
+    return None if tracking_uri.startswith(("http://", "https://")) else f"file://{folder}"
+
+
 def _register_resolvers() -> None:
     if not OmegaConf.has_resolver("abspath"):
         OmegaConf.register_new_resolver("abspath", lambda p: str(Path(p).resolve()))
+    if not OmegaConf.has_resolver("local_artifacts"):
+        OmegaConf.register_new_resolver("local_artifacts", local_artifacts)
 
 
 _register_resolvers()
@@ -200,7 +208,24 @@ def check_environment(cfg: DictConfig) -> None:
                "at least 2 devices for DDP"
                + (f" (this machine has {torch.cuda.device_count()} GPU)" if gpus else "")
                + "; for one device use trainer=cpu or trainer=gpu")
+    _check(not relaunches_sweep(str(trainer.get("strategy"))), "trainer.strategy",
+           trainer.get("strategy"),
+           "ddp_spawn (trainer=ddp or ddp_cpu) inside a multirun: plain ddp re-launches the "
+           "command line and every extra rank would start its own sweep; plain ddp is for "
+           "ranks started by SLURM (hydra/launcher=slurm trainer=slurm) or torchrun")
     check_tracking_uri(cfg.logger.tracking_uri)
+
+
+# Set where a cluster or torchrun started the ranks: plain ddp then re-launches nothing.
+CLUSTER_RANK_VARS = ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID")
+
+
+def relaunches_sweep(strategy: str) -> bool:
+    """Plain ``ddp`` in a Hydra multirun with no launcher-made ranks: Lightning would
+    re-launch ``python -m pipeline.train -m ...`` for each extra rank, a sweep per rank."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    return (strategy.startswith("ddp") and "spawn" not in strategy and multirun
+            and not any(v in os.environ for v in CLUSTER_RANK_VARS))
 
 
 def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:

@@ -86,3 +86,14 @@ def test_sigkill_leaves_a_readable_store_and_intact_checkpoints(tmp_path):
     assert _the_run(tmp_path).info.status == "RUNNING"  # never closed: it was killed
     for ckpt in tmp_path.glob("runs/*/checkpoints/*.ckpt"):
         assert "state_dict" in torch.load(ckpt, weights_only=False)
+
+
+def test_plain_ddp_inside_a_multirun_is_refused_before_any_rank_starts(tmp_path):
+    """Lightning's plain ddp would re-launch the multirun command in every extra rank."""
+    result = run_cli("-m", *TINY, "trainer=ddp_cpu", "trainer.strategy=ddp", "model.depth=1",
+                     output_dir=tmp_path, timeout=120)
+    assert result.returncode == 1
+    assert "trainer.strategy='ddp' is invalid: ddp_spawn (trainer=ddp or ddp_cpu)" in (
+        result.stdout)
+    assert len(list((tmp_path / "sweeps").iterdir())) == 1
+    assert not list(tmp_path.glob("sweeps/*/0/checkpoints"))

@@ -1,0 +1,217 @@
+"""The MLflow UI as `make ui` serves it, over a tiny sweep, driven in headless Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote
+
+import psutil
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import ROOT, TINY, run_cli
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+CHROMIUM = Path("/usr/bin/chromium")
+# No network here: keep Chromium from reaching out (updates, sync, QUIC probes).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+WAIT_S = 60  # per wait: the server and the single-page app start slowly on busy cores
+WAIT_MS = WAIT_S * 1000
+SHOTS = ROOT / "outputs" / "ui"
+# Mark the assistant panel as already shown and closed, so it does not cover the page.
+CLOSE_ASSISTANT = """
+localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');
+localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');
+"""
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(sync_playwright is None,
+                       reason="playwright (Python client) not installed: pip install -e '.[dev]'"),
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason=f"{CHROMIUM} not installed (make system-deps: Debian's chromium)"),
+    pytest.mark.skipif(shutil.which("make") is None,
+                       reason="make not installed: the UI is started as `make ui` starts it"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ui_command(curdir: Path, port: int) -> list[str]:
+    """The command `make ui` runs, read with `make -n` and CURDIR pointed at ``curdir`` (so
+    its store is ``curdir/outputs``), run by this interpreter's mlflow."""
+    dry = subprocess.run(
+        ["make", "-n", "-s", "ui", f"CURDIR={curdir}", f"PORT={port}", "STAMP="],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert dry.returncode == 0, dry.stderr
+    (line,) = [ln for ln in dry.stdout.replace("\\\n", " ").splitlines() if "mlflow ui" in ln]
+    argv = shlex.split(line)
+    return [sys.executable, "-m", "mlflow", *argv[argv.index("ui"):]]
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """A two-job sweep (model.depth=1,2) into ``tmp_path/outputs``, as `make ui` finds it."""
+    result = run_cli("-m", *TINY, "model.depth=1,2", output_dir=tmp_path / "outputs")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    experiment = client.get_experiment_by_name("seq2seq-reverse")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    children = {r.info.run_name: r for r in runs
+                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert sorted(children) == ["model.depth=1", "model.depth=2"]
+    return experiment, parent, children
+
+
+@pytest.fixture
+def ui(tmp_path, sweep):
+    """`make ui` on a free local port over the sweep's store; yields (base URL, port)."""
+    port = free_port()
+    command = ui_command(tmp_path, port)
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    log = (tmp_path / "ui.log").open("w")
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no GenAI job workers
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            assert proc.poll() is None, (tmp_path / "ui.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "ui.log").read_text()[-3000:]
+            time.sleep(0.5)
+        yield base, port
+    finally:
+        # The server forks uvicorn workers: stop its whole (own) process group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+def assert_loopback_only(port: int) -> None:
+    """Listening on 127.0.0.1 only: no other local address accepts a connection."""
+    listening = {c.laddr.ip for c in psutil.net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    assert listening == {"127.0.0.1"}
+    others = {a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+              if a.family == socket.AF_INET and not a.address.startswith("127.")}
+    for address in others:
+        with pytest.raises(OSError):
+            socket.create_connection((address, port), timeout=5).close()
+
+
+def toggle_column(page, name: str) -> None:
+    """Toggle one column in the runs table's column selector (already open)."""
+    page.get_by_placeholder("Search columns").fill(name)
+    title = page.locator(".du-bois-light-tree-title", has_text=re.compile(f"^{re.escape(name)}$"))
+    page.get_by_test_id("column-selector-tree").locator(".du-bois-light-tree-treenode").filter(
+        has=title).locator(".du-bois-light-tree-checkbox").click()
+
+
+def test_ui_lists_the_sweep_and_opens_a_childs_attention_heatmap(tmp_path, sweep, ui):
+    experiment, parent, children = sweep
+    base, port = ui
+    assert_loopback_only(port)
+    eid = experiment.experiment_id
+    child = children["model.depth=1"]
+    heatmap = (Path(child.info.artifact_uri.removeprefix("file://")) / "plots" /
+               "attention_0.png").read_bytes()
+    width, height = struct.unpack(">II", heatmap[16:24])  # the PNG's IHDR
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(WAIT_MS)
+            page.add_init_script(CLOSE_ASSISTANT)
+
+            # The experiment's runs table: the parent, expanded to show its children.
+            page.goto(f"{base}/#/experiments/{eid}/runs")
+            parent_link = page.get_by_role("link", name=parent.info.run_name, exact=True)
+            expect(parent_link).to_be_visible(timeout=WAIT_MS)
+            assert parent.info.run_name.startswith("sweep ")
+            assert parent_link.get_attribute("href").endswith(f"/runs/{parent.info.run_id}")
+            expect(page.get_by_text("3 matching runs")).to_be_visible(timeout=WAIT_MS)
+            page.locator(".ag-cell").filter(has=parent_link).get_by_role("button").click()
+            for name, run in children.items():
+                link = page.get_by_role("link", name=name, exact=True)
+                expect(link).to_be_visible(timeout=WAIT_MS)
+                assert link.get_attribute("href").endswith(f"/runs/{run.info.run_id}")
+
+            # Swap the dataset column for the swept param and the sweep's metric.
+            page.get_by_role("button", name="Columns").click()
+            for column in ("Dataset", "model.depth", "val/seq_acc", "test/seq_acc"):
+                toggle_column(page, column)
+            page.keyboard.press("Escape")
+            for column in ("params.`model.depth`", "metrics.`val/seq_acc`",
+                           "metrics.`test/seq_acc`"):
+                expect(page.locator(f'.ag-header-cell[col-id="{column}"]')).to_be_visible(
+                    timeout=WAIT_MS)
+            page.locator('.ag-header-cell[col-id="attributes.`Run Name`"] '
+                         ".ag-header-cell-resize").dblclick()  # fit the full run names
+            page.screenshot(path=SHOTS / "experiment.png")
+
+            # A child's artifacts: plots/ -> attention_0.png is fetched and displayed.
+            page.get_by_role("link", name="model.depth=1", exact=True).click()
+            page.get_by_role("tab", name="Artifacts").click()
+            page.get_by_text("plots", exact=True).click()
+            with page.expect_response(
+                lambda r: "get-artifact" in r.url and "plots/attention_0.png" in unquote(r.url),
+                timeout=WAIT_MS,
+            ) as fetched:
+                page.get_by_text("attention_0.png", exact=True).click()
+            response = fetched.value
+            assert response.status == 200
+            assert response.headers["content-type"] == "image/png"
+            assert page.request.get(response.url).body() == heatmap  # the run's own file
+            assert child.info.run_id in response.url
+            expect(page.get_by_text("plots/attention_0.png").first).to_be_visible(
+                timeout=WAIT_MS)
+            page.wait_for_function(  # an <img> that shows the fetched PNG, at its size
+                "([w, h]) => [...document.images].some(i => i.src.startsWith('blob:') &&"
+                " i.complete && i.naturalWidth === w && i.naturalHeight === h &&"
+                " i.getBoundingClientRect().width > 0)",
+                arg=[width, height], timeout=WAIT_MS,
+            )
+            page.screenshot(path=SHOTS / "heatmap.png")
+        finally:
+            browser.close()
