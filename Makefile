@@ -54,7 +54,7 @@ sweep: $(STAMP)  ## Run a sweep (SWEEP=grid|variants|optuna, JOBS=2 side by side
 		$(if $(SWEEP_ID),sweep_id=$(SWEEP_ID)) $(ARGS)
 
 ui: $(STAMP)  ## Browse the results: MLflow UI on http://127.0.0.1:5000 (HOST=, PORT=)
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
 		--default-artifact-root file://$(CURDIR)/outputs/mlartifacts --host $(HOST) --port $(PORT)
 
 server: $(STAMP)  ## Shared tracking server: mlflow server on PostgreSQL, 127.0.0.1:5000 (HOST=, PORT=)

@@ -14,7 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from pipeline.data.tasks import Task, make_task
 from pipeline.data.tasks.base import SPLITS
@@ -94,6 +94,49 @@ class SequenceDataset(Dataset):
             (len(self.src),), self.src.shape[1]
         )
 
+    def sort_keys(self) -> list[int]:
+        """Each example's length key for bucketing: target length first, then source length."""
+        src = self.source_lengths()
+        tgt = self.tgt.lengths() if isinstance(self.tgt, Packed) else torch.zeros_like(src)
+        return (tgt * (int(src.max()) + 1) + src).tolist()
+
+
+class BucketBatchSampler(BatchSampler):
+    """Batches of examples of similar length, so short sequences do not pay for long ones.
+
+    The sampler's order is cut into pools of ``pool`` batches; each pool is sorted by
+    ``keys`` and cut into batches; with ``shuffle`` the batches are then put in random
+    order. Lightning re-creates it around a ``DistributedSampler`` under DDP (it passes the
+    new ``sampler``), so every rank buckets its own shard and all ranks get equally many
+    batches.
+    """
+
+    def __init__(self, sampler, batch_size: int, drop_last: bool, keys: list[int],
+                 shuffle: bool = True, pool: int = 50):
+        super().__init__(sampler, batch_size, drop_last)
+        self.keys, self.shuffle, self.pool = keys, shuffle, pool
+
+    def __iter__(self):
+        indices, n, batches = list(self.sampler), self.batch_size, []
+        for start in range(0, len(indices), n * self.pool):
+            chunk = sorted(indices[start : start + n * self.pool], key=self.keys.__getitem__)
+            batches += [chunk[i : i + n] for i in range(0, len(chunk), n)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        order = torch.randperm(len(batches)).tolist() if self.shuffle else range(len(batches))
+        for i in order:
+            yield batches[i]
+
+
+def padding_share(loader) -> float:
+    """The share of padded positions in a loader's source and target tensors (tokens only)."""
+    real = total = 0
+    for batch in loader:
+        for x in (batch.src, batch.tgt):
+            real += int((x != PAD).sum())
+            total += x.numel()
+    return 1.0 - real / total
+
 
 def collate(items: list[dict]) -> Batch:
     """Pad a list of dataset items to a :class:`Batch` (PAD = 0 for tokens)."""
@@ -119,7 +162,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
     """Builds a task's splits once, caches them under ``cache_dir`` and serves batches.
 
     The cache key covers the task, its options, the sizes and the seed, so a sweep builds
-    each data set once; writes are atomic (temp file, then rename).
+    each data set once; writes are atomic (temp file, then rename). ``bucket_by_length``
+    batches token examples of similar length together (:class:`BucketBatchSampler`).
     """
 
     def __init__(
@@ -132,6 +176,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         cache_dir: str | None = None,
+        bucket_by_length: bool = False,
         **options,
     ):
         super().__init__()
@@ -247,12 +292,22 @@ class Seq2SeqDataModule(L.LightningDataModule):
         batch = collate([data[i] for i in range(len(data))])
         return batch.src.numpy(), batch.tgt.numpy()
 
+    @property
+    def per_device_batch_size(self) -> int:
+        """``batch_size`` split among the DDP ranks, so the global batch is the configured
+        one (each rank reads its own share of the data through Lightning's sampler)."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        return max(1, self.hparams.batch_size // world)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            self.dataset(split), batch_size=self.hparams.batch_size, shuffle=shuffle,
-            collate_fn=collate, num_workers=workers, persistent_workers=workers > 0,
-        )
+        workers, data = self.hparams.num_workers, self.dataset(split)
+        common = dict(collate_fn=collate, num_workers=workers, persistent_workers=workers > 0)
+        if self.hparams.bucket_by_length and self.kind == "tokens":
+            sampler = RandomSampler(data) if shuffle else SequentialSampler(data)
+            batches = BucketBatchSampler(sampler, self.per_device_batch_size, False,
+                                         data.sort_keys(), shuffle)
+            return DataLoader(data, batch_sampler=batches, **common)
+        return DataLoader(data, batch_size=self.per_device_batch_size, shuffle=shuffle, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -164,6 +164,11 @@ class EncoderDecoder(nn.Module):
             prev = torch.cat([start, target[:, :-1]], dim=1) if dec.feedback else None
             outputs, attention = dec.run(dec.inputs(prev, enc, steps), state, enc, keys)
             return Seq2SeqOutput(outputs, attention)
+        if dec.input_feeding and teacher_forcing >= 1.0 and dec.cells_ok:
+            for _ in range(steps):  # the draws of the step path, so later randomness is unchanged
+                torch.rand(src.shape[0], device=src.device)
+            prev = torch.cat([start, target[:, :-1]], dim=1)
+            return Seq2SeqOutput(*dec.run_feeding(dec.inputs(prev, enc, steps), state, enc, keys))
         return self._decode_steps(enc, state, keys, start, steps, target, teacher_forcing)
 
     def _decode_steps(self, enc, state, keys, prev, steps, target, teacher_forcing):

@@ -15,22 +15,40 @@ from tests.conftest import ROOT, TINY, run_cli
 
 
 @pytest.mark.parametrize(
-    ("override", "status", "message"),
+    ("overrides", "status", "message"),
     [
         ("model.depth=two", 2, "model.depth='two' is invalid: an int >= 1"),
+        ("model.depth=0", 2, "model.depth=0 is invalid: an int >= 1, or an [encoder, decoder]"),
+        ("model.depth=[1]", 2, "model.depth=[1] is invalid: an int >= 1, or an [encoder"),
+        ("model.hidden_dim=-3", 2, "model.hidden_dim=-3 is invalid: an int >= 1"),
         ("model.dropout=1.5", 2, "model.dropout=1.5 is invalid: a probability in [0, 1)"),
+        ("model.teacher_forcing=2", 2, "model.teacher_forcing=2.0 is invalid: a ratio in [0, 1]"),
+        ("data.min_len=10 data.max_len=5", 2,
+         "data.max_len=5 is invalid: an int >= data.min_len (10)"),
+        ("data.batch_size=0", 2, "data.batch_size=0 is invalid: an int >= 1"),
         ("trainer=gpu", 2, "trainer.accelerator='gpu' is invalid: this machine has no GPU"),
+        ("trainer=ddp_cpu trainer.devices=1", 2,
+         "trainer.devices=1 is invalid: at least 2 devices for DDP"),
+        ("logger.tracking_uri=http://127.0.0.1:9", 2,
+         "is invalid: a running MLflow server (start one with `make server`)"),
         ("model.cell=transformer", 1, "Invalid value 'transformer', expected one of [lstm, gru]"),
+        ("model.attention=maybe", 1,
+         "Invalid value 'maybe', expected one of [none, additive, dot, general]"),
+        ("model.no_such_key=1", 1, "Key 'no_such_key' not in 'ModelConfig'"),
+        ("data=no_such_task", 1, "Could not find 'data/no_such_task'"),
     ],
 )
-def test_user_errors_exit_with_one_line(tmp_path, override, status, message):
-    if override == "trainer=gpu" and torch.cuda.is_available():
+def test_user_errors_exit_with_one_line(tmp_path, overrides, status, message):
+    """Every bad setting stops before any work: the exit status, one line naming the key,
+    the value and what is allowed (Hydra's own message for types and unknown names)."""
+    if "trainer=gpu" in overrides and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    result = run_cli(override, output_dir=tmp_path, timeout=120)
+    result = run_cli(*overrides.split(), output_dir=tmp_path, timeout=120)
     assert result.returncode == status
     assert message in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "mlflow.db").exists()  # nothing was started
+    assert not (tmp_path / "data").exists()  # no data was built
 
 
 def test_nan_loss_stops_the_run_failed_with_the_step(compose_cfg):

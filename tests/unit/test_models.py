@@ -6,6 +6,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from pipeline.models import EncoderDecoder
 from pipeline.models.attention import Attention
+from pipeline.models.decoder import Decoder
 from pipeline.models.search import beam_search
 
 VOCAB = 12
@@ -96,6 +97,59 @@ def test_fused_path_equals_step_path(kw):
         model.decoder.keys(model.encode(src, lengths)), model.start(4, src.device), 5, tgt, 1.0,
     )
     torch.testing.assert_close(fused.outputs, stepped.outputs, rtol=1e-5, atol=1e-6)
+
+
+FEEDING = [
+    dict(attention="additive", peek=True, bidirectional=True, bridge=False),
+    dict(attention="general", peek=True, cell="gru", depth=[2, 3]),
+    dict(attention="dot", peek=True, depth=2, dropout=0.3),
+]
+
+
+def plain_rnn_steps(monkeypatch):
+    """Make every decoder step call nn.LSTM/nn.GRU itself (the plain path)."""
+    monkeypatch.setattr(Decoder, "cells_ok", property(lambda self: False))
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("kw", FEEDING)
+def test_input_feeding_fast_path_equals_plain_steps(kw, train, monkeypatch):
+    """Teacher forcing 1.0 with input feeding (input projection precomputed, cells called
+    directly, output layer after the loop) equals nn.LSTM/GRU step by step: outputs,
+    attention, gradients, and the random numbers drawn (so later shuffles are unchanged)."""
+    model = make(**kw).train(train)
+    src, lengths, tgt = batch()
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def run():
+        torch.manual_seed(3)
+        out = model(src, lengths, target=tgt, teacher_forcing=1.0)
+        grads = torch.autograd.grad(out.outputs.square().sum(), params, allow_unused=True)
+        return out, grads, torch.rand(3)
+
+    fast = run()
+    plain_rnn_steps(monkeypatch)
+    plain = run()
+    torch.testing.assert_close(fast[0].outputs, plain[0].outputs, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast[0].attention, plain[0].attention, rtol=1e-5, atol=1e-6)
+    for a, b in zip(fast[1], plain[1], strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert torch.equal(fast[2], plain[2])
+
+
+@pytest.mark.parametrize("kw", [dict(), *FEEDING])
+def test_cell_steps_decode_like_plain_steps(kw, monkeypatch):
+    """Greedy and beam search through the cells give what nn.LSTM/GRU steps give."""
+    model = make(**kw)
+    src, lengths, _ = batch()
+    fast = [model.generate(src, lengths, max_len=8, beam_size=k) for k in (1, 3)]
+    plain_rnn_steps(monkeypatch)
+    plain = [model.generate(src, lengths, max_len=8, beam_size=k) for k in (1, 3)]
+    for a, b in zip(fast, plain, strict=True):
+        assert torch.equal(a.sequences, b.sequences)
+        torch.testing.assert_close(a.scores, b.scores)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(attention="additive", peek=True)])

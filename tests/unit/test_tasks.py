@@ -312,3 +312,41 @@ def test_task_through_the_data_module(task, tmp_path):
     cached = Seq2SeqDataModule(**settings)
     cached.setup("test")
     assert len(cached.dataset("test")) == len(dm.dataset("test"))
+
+
+# -- length buckets -------------------------------------------------------------------------
+
+def _reverse_module(bucket: bool) -> Seq2SeqDataModule:
+    dm = Seq2SeqDataModule("reverse", batch_size=16, train_size=320, val_size=32, test_size=32,
+                           max_len=20, bucket_by_length=bucket)
+    dm.setup("fit")
+    return dm
+
+
+def test_buckets_cut_padding_and_serve_every_example_once():
+    from pipeline.data.datamodule import padding_share
+
+    plain, bucketed = _reverse_module(False), _reverse_module(True)
+    assert padding_share(bucketed.train_dataloader()) < padding_share(plain.train_dataloader()) / 4
+    for loader in (bucketed.train_dataloader(), bucketed.val_dataloader()):
+        seen = torch.cat([b.index for b in loader]).sort().values
+        assert seen.tolist() == list(range(len(loader.dataset)))
+        assert all(b.src.shape[0] <= 16 for b in loader)
+
+
+def test_buckets_under_ddp_shard_the_data_like_a_distributed_sampler():
+    """Lightning re-creates the batch sampler around its DistributedSampler (ranks disjoint)."""
+    from lightning.fabric.utilities.data import _replace_dunder_methods
+    from lightning.pytorch.utilities.data import _update_dataloader
+    from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+
+    dm = _reverse_module(True)
+    with _replace_dunder_methods(DataLoader, "dataset"), _replace_dunder_methods(BatchSampler):
+        loader = dm.train_dataloader()
+    shards = [_update_dataloader(loader, DistributedSampler(
+        loader.dataset, num_replicas=2, rank=rank, shuffle=True, seed=0)) for rank in (0, 1)]
+    assert type(shards[0].batch_sampler).__name__ == "BucketBatchSampler"
+    seen = [torch.cat([b.index for b in shard]) for shard in shards]
+    assert len(list(shards[0])) == len(list(shards[1]))
+    assert set(seen[0].tolist()).isdisjoint(seen[1].tolist())
+    assert sorted(torch.cat(seen).tolist()) == list(range(320))

@@ -1,0 +1,6 @@
+"""``python -m pipeline.bench [--full]``: speed measured as ratios, side by side.
+
+Every comparison alternates its contenders in one process after a warm-up and reports
+medians (:mod:`pipeline.bench.timing`); the table goes to stdout and the numbers to
+``<output_dir>/bench/latest.json`` and a dated copy.
+"""

@@ -1,0 +1,203 @@
+"""``python -m pipeline.bench [--full] [--sweep]``: print the table, write the JSON."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from pipeline.bench import models, pipeline
+
+# Targets of issue 7: (key, comparison, bound).
+TARGETS = {"pipeline_overhead_ratio": ("<=", 1.05), "attention_speedup_vs_reference": (">=", 1.5),
+           "beam5_vs_greedy_cost": ("<", 5.0), "data_headroom": (">=", 10.0)}
+PROFILES = {  # quick (default), --full, and --tiny (the smoke test)
+    "quick": dict(sizes=[(128, 20)], reference=[(128, 20)], repeats=5, epoch_size=2000,
+                  epoch_repeats=5, compile=False),
+    "full": dict(sizes=[(128, 20), (512, 50)], reference=[(128, 20), (512, 50)], repeats=5,
+                 epoch_size=10000, epoch_repeats=3, compile=True),
+    "tiny": dict(sizes=[(16, 5)], reference=[(16, 5)], repeats=1, epoch_size=128,
+                 epoch_repeats=1, compile=False),
+}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines
+                   if line.startswith("model name"))
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s), "
+            f"{gpu}; torch {torch.__version__}")
+
+
+def sweep_scaling(extra: list[str]) -> dict:
+    """Wall time of the default sweep with 1 and 2 parallel jobs (subprocesses)."""
+    times = {}
+    for jobs in (1, 2):
+        cmd = [sys.executable, "-m", "pipeline.train", "-m", "hparams_search=grid", *extra]
+        if jobs > 1:
+            cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
+        start = time.perf_counter()
+        subprocess.run(cmd, check=False, capture_output=True)
+        times[jobs] = time.perf_counter() - start
+    return dict(jobs1_s=times[1], jobs2_s=times[2], speedup=times[1] / times[2])
+
+
+def verdict(key: str, value: float) -> str:
+    op, bound = TARGETS[key]
+    ok = value <= bound if op == "<=" else value >= bound if op == ">=" else value < bound
+    return f"{op} {bound:g}: {'met' if ok else 'MISSED'}"
+
+
+def run(profile: str, sweep: list[str] | None) -> tuple[dict, list[tuple[str, str, str]]]:
+    p = PROFILES[profile]
+    rows: list[tuple[str, str, str]] = []
+    res: dict = {"machine": machine(), "profile": profile, "time": datetime.now().isoformat()}
+
+    over = pipeline.overhead(p["epoch_size"], p["epoch_repeats"])
+    torch.use_deterministic_algorithms(False)  # the trainer's deterministic=true stays set
+    res["pipeline_overhead_ratio"] = over["ratio"]
+    res["overhead"] = over
+    rows.append(("1 pipeline overhead", f"epoch ({over['batches']} batches + val + "
+                 "checkpoint), pipeline / plain loop", f"{over['ratio']:.3f} "
+                 f"({verdict('pipeline_overhead_ratio', over['ratio'])})"))
+    rows.append(("1 pipeline overhead", "1-epoch fit with per-run costs / plain epoch",
+                 f"{over['fit_ratio']:.3f} (+{over['fixed_per_run_s']:.2f} s per run)"))
+
+    grid = models.throughput(p["sizes"], ("lstm", "gru"), p["repeats"])
+    res["throughput"] = grid
+    for r in grid:
+        rows.append(("2 training throughput", f"{r['variant']} {r['cell']} h{r['hidden']} "
+                     f"len{r['length']}", f"{r['seq_per_s']:.0f} seq/s"))
+
+    refs = [models.against_reference(h, n, cell, 2 * p["repeats"] - 1)
+            for h, n in p["reference"] for cell in ("lstm", "gru")]
+    res["reference"] = refs
+    res["attention_speedup_vs_reference"] = min(r["speedup"] for r in refs)
+    for r in refs:
+        name = f"{r['cell']} h{r['hidden']} len{r['length']}"
+        rows.append(("3 vs tutorial Bahdanau", f"{name}: keys precomputed",
+                     f"{r['keys_precomputed']:.2f}x"))
+        rows.append(("3 vs tutorial Bahdanau", f"{name}: + fused input proj/cells/output",
+                     f"{r['fast_steps']:.2f}x"))
+        rows.append(("3 vs tutorial Bahdanau", f"{name}: total (same outputs: "
+                     f"{r['same_outputs']})", f"{r['speedup']:.2f}x "
+                     f"({verdict('attention_speedup_vs_reference', r['speedup'])})"))
+    if p["compile"]:
+        comp = models.compiled_attention(*p["reference"][0], p["repeats"])
+        res["torch_compile_attention"] = comp
+        rows.append(("3 vs tutorial Bahdanau", "torch.compile of the attention step",
+                     f"{comp['speedup']:.2f}x (compile {comp['compile_s']:.0f} s, not used)"))
+
+    dec = models.decoding(*p["sizes"][0], p["repeats"])
+    res["decoding"] = dec
+    res["beam5_vs_greedy_cost"] = dec["beam5_vs_greedy_cost"]
+    rows += [
+        ("4 decoding", f"greedy, batch {models.BATCH}", f"{dec['greedy_seq_per_s']:.0f} seq/s"),
+        ("4 decoding", f"beam 5, batch {models.BATCH}", f"{dec['beam5_seq_per_s']:.0f} seq/s"),
+        ("4 decoding", "beam 5 / greedy time", f"{dec['beam5_vs_greedy_cost']:.2f} "
+         f"({verdict('beam5_vs_greedy_cost', dec['beam5_vs_greedy_cost'])})"),
+        ("4 decoding", "beam 5 / greedy time, batch 1",
+         f"{dec['beam5_vs_greedy_cost_batch1']:.2f}"),
+        ("4 decoding", "greedy: autograd recording / inference_mode",
+         f"{dec['inference_mode_speedup']:.2f}x"),
+    ]
+
+    small = [r for r in grid if r["hidden"] == p["sizes"][0][0]]
+    fastest = max(small, key=lambda r: r["seq_per_s"])["variant"]
+    data = pipeline.data_and_buckets(p["epoch_size"], p["repeats"], fastest)
+    res["data"] = data
+    res["data_headroom"] = data["headroom"]
+    rows += [
+        ("5 data", f"{data['task']}: data module batches/s", f"{data['data_batches_per_s']:.0f}"),
+        ("5 data", f"training batches/s ({fastest}, fastest)",
+         f"{data['fastest_batches_per_s']:.1f}"),
+        ("5 data", "headroom (data / fastest model)",
+         f"{data['headroom']:.0f}x ({verdict('data_headroom', data['headroom'])})"),
+        ("5 data", "padding share: plain -> length buckets",
+         f"{data['padding_share_plain']:.1%} -> {data['padding_share_bucketed']:.1%}"),
+        ("5 data", "attention model epoch: plain / bucketed time",
+         f"{data['bucket_speedup']:.2f}x"),
+    ]
+
+    if sweep is not None:
+        sw = sweep_scaling(sweep)
+        res["sweep"] = sw
+        rows.append(("6 sweep", "default grid, 1 job / 2 jobs wall time", f"{sw['speedup']:.2f}x "
+                     f"({sw['jobs1_s']:.0f} s / {sw['jobs2_s']:.0f} s)"))
+    else:
+        rows.append(("6 sweep", "default grid, 1 vs 2 jobs", "not run (--sweep)"))
+
+    g = models.gpu(*p["sizes"][-1], p["repeats"])
+    res["gpu"] = g
+    if g is None:
+        rows.append(("7 GPU", "cuDNN fused decoder, bf16, share of peak", "n/a (no GPU)"))
+    else:
+        rows += [
+            ("7 GPU", f"{g['device']}: teacher-forced decoder, no input feeding",
+             f"{'one cuDNN call' if g['decoder_fused'] else 'NOT fused'} "
+             f"({g['cudnn_rnn_calls']} cuDNN RNN calls incl. encoder)"),
+            ("7 GPU", "bf16 autocast / fp32 (attention model)", f"{g['bf16_speedup']:.2f}x"),
+            ("7 GPU", "attention model FLOP rate / bf16 matmul",
+             f"{g['share_of_matmul_peak']:.1%}"),
+        ]
+    return res, rows
+
+
+def table(rows, seconds: float, machine_name: str) -> str:
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    width = [max(w, len(h)) for w, h in zip(width, ("section", "measure", "result"), strict=True)]
+    def line(r):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, width, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in width) + "|"
+    out = [line(("section", "measure", "result")), rule]
+    out += [line(r) for r in rows]
+    out.append(f"\n{machine_name}; {seconds:.0f} s")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="more sizes, full epochs")
+    parser.add_argument("--tiny", action="store_true", help="seconds: for the smoke test")
+    parser.add_argument("--sweep", nargs="*", metavar="OVERRIDE", default=None,
+                        help="also time the default sweep with 1 and 2 jobs (+ overrides)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--out", help="folder for the JSON (default <output_dir>/bench)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    profile = "tiny" if args.tiny else "full" if args.full else "quick"
+    start = time.perf_counter()
+    res, rows = run(profile, args.sweep)
+    res["seconds"] = time.perf_counter() - start
+    res["table"] = table(rows, res["seconds"], res["machine"])
+    print(res["table"])
+    out = Path(args.out or Path(os.environ.get("SEQ2SEQ_OUTPUT_DIR", "outputs")) / "bench")
+    out.mkdir(parents=True, exist_ok=True)
+    blob = json.dumps(res, indent=2, default=str)
+    (out / "latest.json").write_text(blob)
+    (out / f"{datetime.now():%Y-%m-%d_%H-%M-%S}.json").write_text(blob)
+    print(f"wrote {out / 'latest.json'}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
