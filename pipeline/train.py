@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline.config import ConfigError, check_environment, validate
@@ -119,7 +120,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     client, run_id = logger.experiment, logger.run_id
     if previous is not None and not resume_from:
         mlflow_run.supersede(client, previous, run_id)
-    monitor = mlflow_run.start_system_metrics(run_id, cfg.logger.tracking_uri)
+    # Ranks that SLURM or torchrun started run this too; only rank 0 has a real run.
+    monitor = (mlflow_run.start_system_metrics(run_id, cfg.logger.tracking_uri)
+               if rank_zero_only.rank == 0 else None)
+    gone = False  # the tracking server went away
     try:
         if resume_from:
             log.info("continuing run %s from %s", run_id, resume_from)
@@ -144,10 +148,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 module = Seq2SeqModule.load_from_checkpoint(best, weights_only=False)
             publish(cfg, client, run_id, module.net.cpu().eval(), datamodule, metrics)
     except BaseException as err:
+        gone = mlflow_run.server_gone(cfg.logger.tracking_uri)
+        if gone:  # nothing more can be recorded; say so in one line
+            folder = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath")
+            raise mlflow_run.TrackingServerGone(
+                cfg.logger.tracking_uri, err, folder or cfg.paths.run_dir) from err
         mlflow_run.record_failure(client, run_id, err)
         raise
     finally:
-        monitor.finish()
+        if monitor is not None and not gone:  # after the server went away, its last
+            monitor.finish()  # upload would wait out MLflow's retries once more
     return metrics
 
 
@@ -194,18 +204,20 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored metric for sweepers that optimise it.
 
     A bad setting ends a single run with one line naming the key (exit status 2; the
-    traceback with HYDRA_FULL_ERROR=1). In a sweep a failing job is logged and returns
-    NaN, so the others still run; the sweep exits 1 at the end if any job failed.
+    traceback with HYDRA_FULL_ERROR=1); so does a tracking server that goes away mid-run
+    (status 3). In a sweep a failing job is logged and returns NaN, so the others still
+    run; the sweep exits 1 at the end if any job failed.
     """
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return train(cfg).get(f"best/{cfg.monitor}")
     except Exception as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not (sweep or isinstance(err, ConfigError)):
+        one_line = isinstance(err, ConfigError | mlflow_run.TrackingServerGone)
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not (sweep or one_line):
             raise
         if not sweep:
             log.error("%s", err)
-            sys.exit(2)
+            sys.exit(2 if isinstance(err, ConfigError) else 3)
         log.error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
         _failed_jobs.append(HydraConfig.get().job.num)
         return float("nan")

@@ -21,8 +21,11 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Run
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from omegaconf import DictConfig, OmegaConf
+
+from pipeline.config import ConfigError, check_tracking_uri
 
 PARENT_RUN_FILE = "mlflow_parent_run.json"
 MAX_PARAM_LENGTH = 6000
@@ -123,6 +126,38 @@ def ensure_store(tracking_uri: str) -> None:
         Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
 
 
+class TrackingServerGone(RuntimeError):
+    """The tracking server stopped answering mid-run, after MLflow's own retries."""
+
+    def __init__(self, tracking_uri: str, cause: BaseException, checkpoints: str):
+        super().__init__(
+            f"the MLflow tracking server {tracking_uri} stopped answering "
+            f"({type(cause).__name__} after MLflow's retries): training stopped; its "
+            f"checkpoints are in {checkpoints}; the MLflow run stays RUNNING"
+        )
+
+
+def server_gone(tracking_uri: str) -> bool:
+    """True for a tracking server (http, https) that no longer answers its health check."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return False
+    try:
+        check_tracking_uri(tracking_uri)
+    except ConfigError:
+        return True
+    return False
+
+
+class ServerAwareMLFlowLogger(MLFlowLogger):
+    """Lightning's MLFlowLogger, but a training that failed because the tracking server went
+    away skips the final uploads (checkpoints, status): each would wait out the retries."""
+
+    def finalize(self, status: str = "success") -> None:
+        if status == "failed" and server_gone(self._tracking_uri):
+            return
+        super().finalize(status)
+
+
 def previous_attempt(cfg: DictConfig) -> Run | None:
     """In a resumed sweep (``sweep_id=...``), this job's latest earlier child run: the one
     with the same config hash that no later attempt superseded; else None."""
@@ -220,15 +255,18 @@ def start_system_metrics(run_id: str, tracking_uri: str):
 
 def record_failure(client: MlflowClient, run_id: str, err: BaseException) -> None:
     """End the run FAILED (KILLED on Ctrl-C or SIGTERM), the message as a tag, the
-    traceback as an artifact."""
+    traceback as an artifact (or, where artifacts cannot be written, say so in a tag)."""
     client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
     step = getattr(err, "step", None)
     if step is not None:
         client.set_tag(run_id, "error.step", str(step))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "traceback.txt"
-        path.write_text("".join(traceback.format_exception(err)))
-        client.log_artifact(run_id, str(path), "error")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "traceback.txt"
+            path.write_text("".join(traceback.format_exception(err)))
+            client.log_artifact(run_id, str(path), "error")
+    except (OSError, MlflowException) as upload:  # a full disk, an artifact store gone
+        client.set_tag(run_id, "error.traceback", f"not saved: {upload}"[:5000])
     killed = isinstance(err, KeyboardInterrupt | SIGTERMException | SystemExit)
     client.set_terminated(run_id, "KILLED" if killed else "FAILED")
 

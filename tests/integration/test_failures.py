@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,3 +116,32 @@ def test_plain_ddp_inside_a_multirun_is_refused_before_any_rank_starts(tmp_path)
         result.stdout)
     assert len(list((tmp_path / "sweeps").iterdir())) == 1
     assert not list(tmp_path.glob("sweeps/*/0/checkpoints"))
+
+
+def test_a_full_disk_at_upload_keeps_what_was_logged_and_reports_the_error(
+    compose_cfg, monkeypatch
+):
+    """Training finished, then every artifact upload fails (ENOSPC): the metrics stay, the
+    run ends FAILED with the error as a tag, and the checkpoints are still on disk."""
+    import errno
+
+    from pipeline.tracking import mlflow_run
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def the_disk_fills_up_at_the_model_upload(*args, **kwargs):
+        monkeypatch.setattr(MlflowClient, "log_artifact", disk_full)
+        disk_full()
+
+    cfg = compose_cfg(*TINY)
+    monkeypatch.setattr(mlflow_run, "log_model", the_disk_fills_up_at_the_model_upload)
+    with pytest.raises(OSError, match="No space left"):
+        train(cfg)
+    client = MlflowClient(cfg.logger.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "OSError: [Errno 28] No space left on device"
+    assert run.data.tags["error.traceback"].startswith("not saved: [Errno 28]")
+    assert {"val/seq_acc", "test/seq_acc", "train/loss_epoch"} <= set(run.data.metrics)
+    assert (Path(cfg.callbacks.model_checkpoint.dirpath) / "last.ckpt").is_file()

@@ -1,0 +1,165 @@
+"""The shared tracking server (``python -m pipeline.tracking.server``): a throwaway
+PostgreSQL cluster and ``mlflow server`` on it, a parallel sweep logging to it, and the
+server going away in the middle of a run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from pipeline.tracking.server import LocalPostgres, pg_bin
+from tests.conftest import ROOT, TINY, run_cli
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL is not installed (no initdb/pg_ctl;"
+                       " `make system-deps` apt-installs Debian's postgresql package)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(folder: Path, port: int, *args: str) -> subprocess.Popen:
+    """``python -m pipeline.tracking.server`` in ``folder``; returns once /health answers."""
+    with (folder / f"server-{port}.log").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.tracking.server", "--dir", str(folder),
+             "--port", str(port), "--workers", "1", *args],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    stop_server(proc)
+    pytest.fail(f"the server did not start:\n{(folder / f'server-{port}.log').read_text()[-3000:]}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM, as Ctrl-C: the module stops mlflow server, then its cluster."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """(URL, folder) of a server on a fresh cluster; everything is stopped and removed after."""
+    # Not under pytest's tmp_path: as root the cluster runs as `postgres`, which must reach it.
+    folder = Path(tempfile.mkdtemp(prefix="seq2seq-server-"))
+    folder.chmod(0o755)
+    port = free_port()
+    proc = None
+    try:
+        proc = start_server(folder, port)
+        yield f"http://127.0.0.1:{port}", folder
+    finally:
+        if proc is not None:
+            stop_server(proc)
+        LocalPostgres(folder / "postgres").stop()  # in case the module could not
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_parallel_sweep_logs_every_run_to_the_server(server, tmp_path):
+    url, folder = server
+    assert (folder / "postgres" / "PG_VERSION").exists()
+    result = run_cli("-m", *TINY, "model.depth=1,2", "hydra/launcher=joblib",
+                     "hydra.launcher.n_jobs=2", f"logger.tracking_uri={url}", output_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()
+
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name("seq2seq-reverse")
+    assert experiment.artifact_location.startswith("mlflow-artifacts:")  # the server's choice
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 3 and len(children) == 2
+    assert parent.info.status == "FINISHED" and parent.data.params["model.depth"] == "1,2"
+    assert sorted(c.data.params["model.depth"] for c in children) == ["1", "2"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert {"train/loss_epoch", "val/loss", "val/seq_acc", "val/token_acc", "test/loss",
+                "test/seq_acc", "test/token_acc"} <= set(child.data.metrics)
+        assert child.data.params["optimizer.lr"] == "0.003"
+        assert {d.tags[0].value for d in child.inputs.dataset_inputs} == {"train", "val", "test"}
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"samples.json", "environment", "hydra", "plots", "last"} <= artifacts
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"summary.csv", "summary.md", "plots"} <= logged
+    assert any((folder / "artifacts").rglob("samples.json"))  # proxied to the server's disk
+
+    version = client.get_model_version_by_alias("seq2seq-reverse", "champion")
+    assert version.tags["sweep_run_id"] == parent.info.run_id
+    mlflow.set_tracking_uri(url)
+    net = mlflow.pytorch.load_model("models:/seq2seq-reverse@champion")
+    assert callable(net.generate)
+
+
+def test_server_going_away_fails_the_run_in_one_line_and_keeps_its_checkpoints(server, tmp_path):
+    """A second server on the same database is stopped mid-training: after MLflow's retries
+    (made short here) the run exits 3 with one line naming the server, its checkpoints kept;
+    what it logged before is on the database (the run stays RUNNING: nothing could close it)."""
+    url, folder = server
+    port = free_port()
+    proc = start_server(folder, port, "--db-url", LocalPostgres(folder / "postgres").url)
+    env = {**os.environ, "SEQ2SEQ_OUTPUT_DIR": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+           "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    with (tmp_path / "train.log").open("w") as out:
+        train = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.train", *TINY, "trainer.max_epochs=1000",
+             f"logger.tracking_uri=http://127.0.0.1:{port}"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("runs/*/checkpoints/last.ckpt")):
+            assert train.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.5)
+        stopped = time.monotonic()
+        stop_server(proc)
+        status = train.wait(timeout=120)
+        took = time.monotonic() - stopped
+    finally:
+        train.kill()
+        stop_server(proc)
+    log = (tmp_path / "train.log").read_text()
+    print(f"the run exited {status} {took:.1f} s after the server was told to stop")
+    assert status == 3, log[-3000:]
+    assert took < 60
+    assert f"the MLflow tracking server http://127.0.0.1:{port} stopped answering" in log
+    assert "Traceback" not in log
+    checkpoints = next(tmp_path.glob("runs/*/checkpoints"))
+    assert {"last.ckpt", "interrupted.ckpt"} <= {p.name for p in checkpoints.iterdir()}
+    assert str(checkpoints) in log
+
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name("seq2seq-reverse")
+    (run,) = client.search_runs([experiment.experiment_id],
+                                filter_string="attributes.status = 'RUNNING'")
+    assert {"train/loss_step", "val/seq_acc"} <= set(run.data.metrics)
