@@ -195,6 +195,9 @@ def validate(cfg: DictConfig) -> None:
     if "vocab_size" in d:
         _check(d.vocab_size >= 1, "data.vocab_size", d.vocab_size, "an int >= 1")
     _check(cfg.eval.beam_size >= 1, "eval.beam_size", cfg.eval.beam_size, "an int >= 1")
+    width = cfg.eval.get("bucket_width")
+    _check(width is None or (_is_int(width) and width >= 1), "eval.bucket_width", width,
+           "null (about 5 buckets) or an int >= 1")
 
 
 def check_environment(cfg: DictConfig) -> None:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 DECODE_MARGIN = 5
 REPORT_EXAMPLES = 50  # first test examples in the sample table
 HEATMAPS = 4  # of which this many get an attention heatmap
+BUCKETS = 5  # input-length buckets of test/seq_acc/len_* unless eval.bucket_width says
 
 
 def resolve_monitor(cfg: DictConfig) -> None:
@@ -69,6 +70,7 @@ def build(cfg: DictConfig) -> tuple[Seq2SeqDataModule, Seq2SeqModule]:
         max_decode_len=spec.max_target_len + DECODE_MARGIN,
         references=spec.has_references,
         max_source_len=spec.max_source_len,
+        bucket_width=cfg.eval.get("bucket_width") or -(-spec.max_source_len // BUCKETS),
         mase_scale=spec.mase_scale,
     )
     return datamodule, module

@@ -20,6 +20,7 @@ from pipeline.tracking.mlflow_run import config_hash, flatten
         ("model.teacher_forcing=2", "model.teacher_forcing"),
         ("data.batch_size=0", "data.batch_size"),
         ("eval.beam_size=0", "eval.beam_size"),
+        ("eval.bucket_width=0", "eval.bucket_width"),
     ],
 )
 def test_bad_values_name_the_key(compose_cfg, override, key):
