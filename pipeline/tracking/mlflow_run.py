@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import tempfile
+import time
 import traceback
 from importlib.metadata import distributions
 from pathlib import Path
@@ -37,6 +38,7 @@ _PLACEMENT_KEYS = ("paths.", "logger.", "tags", "trainer.default_root_dir",
                    "data.cache_dir", "sweep_id")
 # Where a run's checkpoints are, newest first: what a resumed sweep continues from.
 RESUME_FILES = ("interrupted.ckpt", "last.ckpt")
+DATASET_ATTEMPTS = 3
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SECRET = re.compile(r"pass(word|wd)?|secret|token|api_?key|credential", re.IGNORECASE)
 
@@ -235,13 +237,23 @@ def log_config(logger: MLFlowLogger, cfg: DictConfig) -> None:
 def log_datasets(client: MlflowClient, run_id: str, task: str, splits: dict) -> None:
     """Each split as an MLflow dataset input (name, digest, size), context = split name.
 
-    ``splits`` maps a split name to (sources, targets) numpy arrays."""
+    ``splits`` maps a split name to (sources, targets) numpy arrays. Parallel jobs log the
+    same new datasets at once; on PostgreSQL MLflow's check-then-insert then fails for one
+    of them with a unique violation (a 400, not retried by its client): try again, and the
+    second attempt finds the dataset and links it."""
     inputs = []
     for name, (sources, targets) in splits.items():
         dataset = mlflow.data.from_numpy(sources, targets=targets, name=f"{task}-{name}")
         inputs.append(DatasetInput(dataset._to_mlflow_entity(),
                                    [InputTag(MLFLOW_DATASET_CONTEXT, name)]))
-    client.log_inputs(run_id, datasets=inputs)
+    for attempt in range(DATASET_ATTEMPTS):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as err:
+            if attempt + 1 == DATASET_ATTEMPTS or "already exists" not in str(err):
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def start_system_metrics(run_id: str, tracking_uri: str):

@@ -89,7 +89,7 @@ def test_parallel_sweep_logs_every_run_to_the_server(server, tmp_path):
     assert (folder / "postgres" / "PG_VERSION").exists()
     result = run_cli("-m", *TINY, "model.depth=1,2", "hydra/launcher=joblib",
                      "hydra.launcher.n_jobs=2", f"logger.tracking_uri={url}", output_dir=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()
 
     client = MlflowClient(url)

@@ -1,0 +1,41 @@
+"""MLflow glue that must hold up under parallel jobs."""
+
+import numpy as np
+import pytest
+from mlflow.exceptions import MlflowException
+
+from pipeline.tracking.mlflow_run import log_datasets
+
+UNIQUE_VIOLATION = ('(psycopg2.errors.UniqueViolation) duplicate key value violates unique '
+                    'constraint "dataset_pk" DETAIL: Key (...)=(1, reverse-train, 3dd4) '
+                    'already exists.')
+
+
+class RacingClient:
+    """Fails ``log_inputs`` as MLflow on PostgreSQL does when another job inserted the same
+    dataset first, ``failures`` times, then records the call."""
+
+    def __init__(self, failures: int, message: str = UNIQUE_VIOLATION):
+        self.failures, self.message, self.logged = failures, message, []
+
+    def log_inputs(self, run_id, datasets):
+        if self.failures:
+            self.failures -= 1
+            raise MlflowException(self.message)
+        self.logged.append((run_id, [d.dataset.name for d in datasets]))
+
+
+SPLITS = {"train": (np.zeros((4, 3)), np.ones((4, 2))), "val": (np.zeros((2, 3)), np.ones((2, 2)))}
+
+
+def test_a_dataset_inserted_by_a_parallel_job_is_linked_on_the_next_attempt():
+    client = RacingClient(failures=1)
+    log_datasets(client, "run", "reverse", SPLITS)
+    assert client.logged == [("run", ["reverse-train", "reverse-val"])]
+
+
+def test_other_errors_and_a_persistent_race_still_raise():
+    with pytest.raises(MlflowException, match="permission denied"):
+        log_datasets(RacingClient(1, "permission denied"), "run", "reverse", SPLITS)
+    with pytest.raises(MlflowException, match="already exists"):
+        log_datasets(RacingClient(3), "run", "reverse", SPLITS)
