@@ -152,9 +152,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     except BaseException as err:
         gone = mlflow_run.server_gone(cfg.logger.tracking_uri)
         if gone:  # nothing more can be recorded; say so in one line
-            folder = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath")
             raise mlflow_run.TrackingServerGone(
-                cfg.logger.tracking_uri, err, folder or cfg.paths.run_dir) from err
+                cfg.logger.tracking_uri, err,
+                mlflow_run.checkpoint_dir(cfg) or cfg.paths.run_dir) from err
         mlflow_run.record_failure(client, run_id, err)
         raise
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,10 @@ def run_cli(*args: str, output_dir: Path, timeout: int = 300, env: dict | None =
         [sys.executable, "-m", "pipeline.train", *args], cwd=ROOT, env=full_env,
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

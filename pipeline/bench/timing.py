@@ -28,7 +28,3 @@ def compare(
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
-
-def ratio(times: dict[str, float], slow: str, fast: str) -> float:
-    """How many times faster ``fast`` is than ``slow`` (slow time / fast time)."""
-    return times[slow] / times[fast]

@@ -95,6 +95,21 @@ def variant_name(model: DictConfig) -> str:
     return "-".join(parts)
 
 
+def override_key(override: str) -> str:
+    """``+model.depth=2`` -> ``model.depth``."""
+    return override.lstrip("+~").partition("=")[0]
+
+
+def override_values(overrides: list[str]) -> dict[str, str]:
+    """``["+model.depth=1,2", "arch=cho"]`` -> ``{"model.depth": "1,2", "arch": "cho"}``."""
+    return {override_key(o): o.partition("=")[2] for o in overrides}
+
+
+def checkpoint_dir(cfg: DictConfig) -> str | None:
+    """Where this run's ModelCheckpoint writes, or None without one."""
+    return OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath")
+
+
 def task_overrides() -> list[str]:
     """The command-line overrides of this job (sweep values included)."""
     if not HydraConfig.initialized():
@@ -108,8 +123,8 @@ def run_name(cfg: DictConfig) -> str:
     swept = sweep_info().get("swept")
     wanted = [
         o for o in task_overrides()
-        if (o.split("=")[0].lstrip("+~") in swept if swept
-            else not o.lstrip("+~").startswith(_INFRA_PREFIXES))
+        if (override_key(o) in swept if swept
+            else not override_key(o).startswith(_INFRA_PREFIXES))
     ]
     return " ".join(wanted)[:250] if wanted else variant_name(cfg.model)
 
@@ -205,8 +220,7 @@ def make_logger(cfg: DictConfig, run_id: str | None = None) -> MLFlowLogger:
         "config_hash": config_hash(cfg),
         "host": socket.gethostname(),
         "git.dirty": git_dirty(),
-        "checkpoint_dir": str(cfg.callbacks.model_checkpoint.dirpath)
-        if cfg.get("callbacks") and "model_checkpoint" in cfg.callbacks else "",
+        "checkpoint_dir": checkpoint_dir(cfg) or "",
     }
     tags.update({f"tag.{t}": "true" for t in cfg.get("tags") or []})
     parent = sweep_info().get("run_id")

@@ -16,7 +16,12 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.tracking import plots
-from pipeline.tracking.mlflow_run import PARENT_RUN_FILE, ensure_store
+from pipeline.tracking.mlflow_run import (
+    PARENT_RUN_FILE,
+    ensure_store,
+    override_key,
+    override_values,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +49,7 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list
 def swept_values(run: Run, keys: list[str]) -> dict[str, str | None]:
     """The value of each swept key in this child: from its override string (which also
     holds config-group choices such as ``arch=cho``), else from its params."""
-    overrides = dict(o.lstrip("+~").partition("=")[::2]
-                     for o in run.data.tags.get("overrides", "").split())
+    overrides = override_values(run.data.tags.get("overrides", "").split())
     return {key: overrides.get(key, run.data.params.get(key)) for key in keys}
 
 
@@ -115,12 +119,10 @@ class MLflowSweepCallback(Callback):
         params = config.hydra.sweeper.get("params")
         grid = OmegaConf.to_container(params, resolve=True) if params else {}
         overrides = [o for o in OmegaConf.to_container(config.hydra.overrides.task)
-                     if not o.lstrip("+~").startswith("sweep_id=")]
+                     if override_key(o) != "sweep_id"]
         swept = {key: str(values) for key, values in grid.items()}
-        for override in overrides:
-            key, _, values = override.partition("=")
-            if "," in values:
-                swept[key.lstrip("+~")] = values
+        swept.update({key: values for key, values in override_values(overrides).items()
+                      if "," in values})
         resume = config.get("sweep_id")
         if resume:
             self.parent_id = resumable_parent(client, resume, self.experiment_id).info.run_id

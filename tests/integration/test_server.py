@@ -7,20 +7,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.tracking.server import LocalPostgres, pg_bin
-from tests.conftest import ROOT, TINY, run_cli
+from pipeline.tracking.server import LocalPostgres, pg_bin, wait_healthy
+from tests.conftest import ROOT, TINY, free_port, run_cli
 
 pytestmark = [
     pytest.mark.postgres,
@@ -28,12 +26,6 @@ pytestmark = [
     pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL is not installed (no initdb/pg_ctl;"
                        " `make system-deps` apt-installs Debian's postgresql package)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(folder: Path, port: int, *args: str) -> subprocess.Popen:
@@ -44,13 +36,8 @@ def start_server(folder: Path, port: int, *args: str) -> subprocess.Popen:
              "--port", str(port), "--workers", "1", *args],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(0.5)
+    if wait_healthy(f"http://127.0.0.1:{port}", proc):
+        return proc
     stop_server(proc)
     pytest.fail(f"the server did not start:\n{(folder / f'server-{port}.log').read_text()[-3000:]}")
 

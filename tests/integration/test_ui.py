@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -21,7 +17,8 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, TINY, run_cli
+from pipeline.tracking.server import stop_group, wait_healthy
+from tests.conftest import ROOT, TINY, free_port, run_cli
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -51,12 +48,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("make") is None,
                        reason="make not installed: the UI is started as `make ui` starts it"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ui_command(curdir: Path, port: int) -> list[str]:
@@ -101,27 +92,10 @@ def ui(tmp_path, sweep):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            assert proc.poll() is None, (tmp_path / "ui.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "ui.log").read_text()[-3000:]
-            time.sleep(0.5)
+        assert wait_healthy(base, proc, WAIT_S), (tmp_path / "ui.log").read_text()[-3000:]
         yield base, port
     finally:
-        # The server forks uvicorn workers: stop its whole (own) process group.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc, grace=20)  # the server forks uvicorn workers: its whole group
         log.close()
 
 
