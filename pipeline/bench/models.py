@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from pipeline.bench.reference import TutorialAttention
 from pipeline.bench.timing import compare
 from pipeline.models import EncoderDecoder
-from pipeline.models.decoder import Decoder
 from pipeline.models.search import greedy_search
 
 VOCAB = 16
@@ -24,10 +23,11 @@ VARIANTS = {
 }
 
 
-def make_model(variant: str, cell: str, hidden: int, device="cpu", seed: int = 0):
+def make_model(variant: str, cell: str, hidden: int, device="cpu", seed: int = 0,
+               fast: bool = True):
     torch.manual_seed(seed)
     return EncoderDecoder(input_dim=VOCAB, output_dim=VOCAB, hidden_dim=hidden, cell=cell,
-                          **VARIANTS[variant]).to(device)
+                          fast=fast, **VARIANTS[variant]).to(device)
 
 
 def make_batch(length: int, batch: int = BATCH, device="cpu", seed: int = 1):
@@ -76,27 +76,19 @@ def throughput(sizes, cells, repeats: int, device="cpu") -> list[dict]:
 
 def against_reference(hidden: int, length: int, cell: str, repeats: int) -> dict:
     """The tutorial-style Bahdanau model against the project's, same weights and batch; the
-    middle contender is the project's model with its per-step fast path switched off (only
-    the keys precomputed), so each step of the optimisation is measured on its own."""
+    middle contender is the project's model on its plain path (``fast=False``: only the keys
+    precomputed), so each step of the optimisation is measured on its own."""
     src, lengths, tgt = make_batch(length)
     project = make_model("additive", cell, hidden).train()
     reference = TutorialAttention(VOCAB, VOCAB, hidden, cell).copy_from(project).train()
-    plain = make_model("additive", cell, hidden).train()
+    plain = make_model("additive", cell, hidden, fast=False).train()
     with torch.no_grad():
         same = torch.allclose(project(src, lengths, target=tgt).outputs,
                               reference(src, lengths, tgt), rtol=1e-4, atol=1e-5)
 
-    def plain_forward():
-        fast = Decoder.cells_ok
-        Decoder.cells_ok = property(lambda self: False)
-        try:
-            return plain(src, lengths, target=tgt).outputs
-        finally:
-            Decoder.cells_ok = fast
-
     times = compare({
         "reference": train_step(reference, lambda: reference(src, lengths, tgt), tgt),
-        "keys_only": train_step(plain, plain_forward, tgt),
+        "keys_only": train_step(plain, lambda: plain(src, lengths, target=tgt).outputs, tgt),
         "project": train_step(project, lambda: project(src, lengths, target=tgt).outputs, tgt),
     }, repeats=repeats)
     return dict(cell=cell, hidden=hidden, length=length, same_outputs=same,
@@ -114,7 +106,7 @@ def decoding(hidden: int, length: int, repeats: int, device="cpu") -> dict:
 
     def recorded():
         with torch.enable_grad():
-            greedy_search(model, model.encode(src, lengths), length)
+            greedy_search(model, *model.begin(src, lengths), length)
 
     times = compare({
         "greedy": lambda: model.generate(src, lengths, max_len=length),

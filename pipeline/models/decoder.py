@@ -1,4 +1,4 @@
-"""The decoder: one recurrent step with feedback, peek and attention, or all steps fused.
+"""The decoder: one recurrent step with feedback, peek and attention, or all steps at once.
 
 Where the context comes from and where it goes (H = hidden size):
 
@@ -18,46 +18,77 @@ x_t is the previous output y_t-1 embedded (feedback), or, without feedback, the 
 summary through ``Dense(H, relu)`` at every step (the seed's RepeatVector model).
 O([s; c]) is ``Linear(tanh(Linear([s; c])))``; O(s) is ``Linear(s)``.
 
-Fast paths (same outputs to float tolerance, tested against the plain ones): ``run`` runs
-every step in one fused RNN call where no step depends on the previous output; ``run_feeding``
-handles input feeding with inputs known in advance (teacher forcing 1.0): the inputs' share
-of the first layer's projection for all steps in one matmul, the output layer for all steps
-after the loop; single steps call the RNN cells directly (``torch.lstm_cell``/``gru_cell``),
-which costs less than a one-step ``nn.LSTM`` call.
+Two paths compute the same numbers (to float tolerance; tested against each other), chosen
+in one place, :meth:`Decoder.run` / :meth:`Decoder.step`, by the ``fast`` switch:
+
+- plain (``fast=False``): every step calls ``nn.LSTM``/``nn.GRU`` for one step, attends with
+  :class:`Attention` and runs the output layer: the model as written above.
+- fast (the default): where no step depends on the previous output and there is no input
+  feeding, all steps are one fused RNN call (cuDNN on a GPU). Otherwise the steps run
+  through :func:`stacked_step` with what does not depend on the step hoisted out of the
+  loop (:meth:`Decoder.prepare`): the first layer's input projection of every step at once
+  (for tokens a lookup in the embedding table projected once, ``(E W^T)[y]`` instead of
+  ``E[y] W^T``), the attention keys, the top layer's recurrent matmul merged with the
+  attention query's (both read s_t-1), and the output layer after the loop.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.attention import Attention
-from pipeline.models.encoder import RNNS, Encoded, State
+from pipeline.models.attention import Attention, mask_bias
+from pipeline.models.cells import (
+    RNNS,
+    State,
+    gate_size,
+    join_layers,
+    split_layers,
+    stacked_step,
+    top_of,
+)
+from pipeline.models.encoder import Encoded
+
+# Source fields that hold one row per sequence (the rest are per-batch weights).
+_PER_ROW = ("memory", "mask", "bias", "summary", "keys", "summary_gates")
 
 
-def top_hidden(state: State) -> torch.Tensor:
-    """The top layer's hidden state (B, H) of an LSTM (h, c) or GRU h state."""
-    return state[0][-1] if isinstance(state, tuple) else state[-1]
+@dataclass
+class Source:
+    """What every decoder step reads of the encoded source, computed once per batch.
 
+    memory (B, S, H), mask (B, S) and summary (B, H) as in :class:`Encoded`; bias (B, S):
+    0 on real positions, -inf on padding; keys (B, S, H): the attention's key side. The
+    fast path adds summary_gates (B, G): the summary through the first layer's context
+    weights (peek without attention); token_gates (V, G): the embedding table through the
+    first layer's input weights; context_weight (H, G): those context weights transposed
+    (input feeding: one view per batch, so the backward pass slices the weight once, not
+    at every step); top_weight/top_bias: the top layer's recurrent weights stacked on the
+    attention query's (additive input feeding).
+    """
 
-def split_layers(state: State) -> list:
-    """(layers, B, H) state -> one h (GRU) or (h, c) (LSTM) per layer."""
-    if isinstance(state, tuple):
-        return list(zip(state[0].unbind(0), state[1].unbind(0), strict=True))
-    return list(state.unbind(0))
+    memory: torch.Tensor
+    mask: torch.Tensor
+    bias: torch.Tensor
+    summary: torch.Tensor | None = None
+    keys: torch.Tensor | None = None
+    summary_gates: torch.Tensor | None = None
+    token_gates: torch.Tensor | None = None
+    context_weight: torch.Tensor | None = None
+    top_weight: torch.Tensor | None = None
+    top_bias: torch.Tensor | None = None
 
-
-def join_layers(layers: list) -> State:
-    """The inverse of :func:`split_layers`."""
-    if isinstance(layers[0], tuple):
-        return tuple(torch.stack(part) for part in zip(*layers, strict=True))
-    return torch.stack(layers)
-
-
-def top_of(layers: list) -> torch.Tensor:
-    """The top layer's h (B, H) of per-layer states."""
-    return layers[-1][0] if isinstance(layers[-1], tuple) else layers[-1]
+    def select(self, index: torch.Tensor) -> Source:
+        """The batch rows ``index`` (used to expand and reorder beams)."""
+        return Source(**{
+            f.name: getattr(self, f.name)[index]
+            if f.name in _PER_ROW and getattr(self, f.name) is not None
+            else getattr(self, f.name)
+            for f in fields(self)
+        })
 
 
 class Decoder(nn.Module):
@@ -75,18 +106,20 @@ class Decoder(nn.Module):
         peek: bool = False,
         attention: str = "none",
         feedback: bool = True,
+        fast: bool = True,
     ):
         super().__init__()
         self.input = input if feedback else None
         self.peek = peek
         self.feedback = feedback
+        self.fast = fast
         self.repeat = (
             None if feedback else nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU())
         )
-        in_dim = (embed_dim if feedback else hidden_dim) + (hidden_dim if peek else 0)
+        self.input_size = embed_dim if feedback else hidden_dim
         self.rnn = RNNS[cell](
-            in_dim, hidden_dim, num_layers=depth, batch_first=True,
-            dropout=dropout if depth > 1 else 0.0,
+            self.input_size + (hidden_dim if peek else 0), hidden_dim, num_layers=depth,
+            batch_first=True, dropout=dropout if depth > 1 else 0.0,
         )
         self.attention = None if attention == "none" else Attention(attention, hidden_dim)
         self.combine = nn.Linear(2 * hidden_dim, hidden_dim) if peek or self.attention else None
@@ -97,99 +130,149 @@ class Decoder(nn.Module):
         """True when the recurrent step depends on the attention context (peek + attention)."""
         return self.peek and self.attention is not None
 
-    def keys(self, enc: Encoded) -> torch.Tensor | None:
-        """Attention keys, computed once per batch (None without attention)."""
-        return None if self.attention is None else self.attention.keys(enc.memory)
+    # -- what is computed once per batch ------------------------------------------------
 
-    def inputs(self, prev: torch.Tensor | None, enc: Encoded, steps: int) -> torch.Tensor:
-        """Decoder inputs for ``steps`` steps: the embedded previous outputs, or the repeated
-        summary without feedback."""
-        if self.feedback:
-            return self.input(prev)
-        return self.repeat(enc.summary).unsqueeze(1).expand(-1, steps, -1)
+    def prepare(self, enc: Encoded) -> Source:
+        """The per-batch part of every step (more of it on the fast path)."""
+        source = Source(enc.memory, enc.mask, mask_bias(enc.mask), enc.summary)
+        if self.attention is not None:
+            source.keys = self.attention.keys(enc.memory)
+        if not self.fast:
+            return source
+        if isinstance(self.input, nn.Embedding):
+            source.token_gates = F.linear(self.input.weight, self._w_input)
+        if self.peek and self.attention is None:
+            source.summary_gates = F.linear(enc.summary, self._w_context)
+        if not self.input_feeding:
+            return source
+        source.context_weight = self._w_context.t()
+        query = self.attention.query_weight
+        if query is not None:
+            top = self.rnn.num_layers - 1
+            source.top_weight = torch.cat([getattr(self.rnn, f"weight_hh_l{top}"), query])
+            source.top_bias = torch.cat(
+                [getattr(self.rnn, f"bias_hh_l{top}"), query.new_zeros(query.shape[0])])
+        return source
+
+    # -- the two paths, chosen here -------------------------------------------------------
 
     def step(
-        self, x: torch.Tensor, state: State, enc: Encoded, keys: torch.Tensor | None
+        self, prev: torch.Tensor | None, state: State, source: Source
     ) -> tuple[torch.Tensor, State, torch.Tensor | None]:
-        """One step from x (B, 1, E): output (B, 1, V), the new state, weights (B, 1, S)."""
-        weights = None
-        if self.input_feeding:
-            query = top_hidden(state).unsqueeze(1)
-            ctx, weights = self.attention(query, keys, enc.memory, enc.mask)
-            x = torch.cat([x, ctx], dim=-1)
-        elif self.peek:
-            x = torch.cat([x, enc.summary.unsqueeze(1)], dim=-1)
-        if self.cells_ok:
-            layers = self._cells(x.squeeze(1), split_layers(state))
-            h, state = top_of(layers).unsqueeze(1), join_layers(layers)
+        """One step after the previous output ``prev`` (B, 1) token or (B, 1, D) vector (None
+        without feedback): output (B, 1, V), the new state, weights (B, 1, S)."""
+        if not self.fast:
+            return self._plain_step(self._inputs(prev, source, 1), state, source)
+        first = self._first_gates(prev, source, 1)[:, 0]
+        layers, ctx, weights = self._advance(first, split_layers(state), source)
+        h = top_of(layers).unsqueeze(1)
+        if weights is None:
+            out, weights = self._output(h, source)
         else:
-            h, state = self.rnn(x, state)
-        out, w = self._output(h, enc, keys, ctx if self.input_feeding else None)
-        return out, state, weights if weights is not None else w
+            out, _ = self._output(h, source, ctx.unsqueeze(1))
+            weights = weights.unsqueeze(1)
+        return out, join_layers(layers), weights
 
-    @property
-    def cells_ok(self) -> bool:
-        """Steps may call the cells directly: not while the RNN's own dropout between layers is
-        active (its random masks would differ from the module's)."""
-        return not (self.training and self.rnn.dropout > 0 and self.rnn.num_layers > 1)
-
-    def _cells(self, x: torch.Tensor, layers: list, w_first=None, b_first=None) -> list:
-        """One step of the stacked RNN on x (B, I), one cell call per layer; ``layers`` holds
-        each layer's h (GRU) or (h, c) (LSTM). ``w_first`` and ``b_first`` replace the first
-        layer's input weight and bias (a (B, G) bias carries a precomputed share of the input
-        projection). Returns the layers' new states."""
-        rnn, new = self.rnn, []
-        for layer, state in enumerate(layers):
-            w_ih, b_ih = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"bias_ih_l{layer}")
-            if layer == 0 and w_first is not None:
-                w_ih, b_ih = w_first, b_first
-            w_hh, b_hh = getattr(rnn, f"weight_hh_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")
-            if isinstance(state, tuple):
-                state = torch.lstm_cell(x, state, w_ih, w_hh, b_ih, b_hh)
-                x = state[0]
-            else:
-                state = x = torch.gru_cell(x, state, w_ih, w_hh, b_ih, b_hh)
-            new.append(state)
-        return new
-
-    def run_feeding(
-        self, x: torch.Tensor, state: State, enc: Encoded, keys: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input feeding over inputs known in advance (B, T, E): equals ``step`` T times."""
-        assert self.input_feeding and self.cells_ok
-        embed = x.shape[-1]
-        w_ih = self.rnn.weight_ih_l0
-        pre = F.linear(x.transpose(0, 1), w_ih[:, :embed], self.rnn.bias_ih_l0)  # (T, B, G)
-        w_ctx = w_ih[:, embed:]
+    def run(
+        self, prev: torch.Tensor | None, state: State, source: Source, steps: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``steps`` steps over previous outputs known in advance, ``prev`` (B, T) tokens or
+        (B, T, D) vectors (None without feedback): outputs (B, T, V), weights (B, T, S)."""
+        if not self.fast:
+            x, outputs, weights = self._inputs(prev, source, steps), [], []
+            for t in range(steps):
+                out, state, w = self._plain_step(x[:, t : t + 1], state, source)
+                outputs.append(out)
+                weights.append(w)
+            return torch.cat(outputs, 1), None if weights[0] is None else torch.cat(weights, 1)
+        if not self.input_feeding:
+            x = self._inputs(prev, source, steps)
+            if self.peek:
+                x = torch.cat([x, source.summary.unsqueeze(1).expand(-1, steps, -1)], -1)
+            h, _ = self.rnn(x, state)
+            return self._output(h, source)
+        first = self._first_gates(prev, source, steps).transpose(0, 1)  # (T, B, G)
         layers, hs, contexts, weights = split_layers(state), [], [], []
-        for pre_t in pre.unbind(0):  # unbind: one gradient copy back, not one per step
-            query = top_of(layers).unsqueeze(1)
-            ctx, w = self.attention(query, keys, enc.memory, enc.mask)
-            layers = self._cells(ctx.squeeze(1), layers, w_ctx, pre_t)
+        for first_t in first.unbind(0):  # unbind: one gradient copy back, not one per step
+            layers, ctx, w = self._advance(first_t, layers, source)
             hs.append(top_of(layers))
             contexts.append(ctx)
             weights.append(w)
-        out, _ = self._output(torch.stack(hs, dim=1), enc, keys, torch.cat(contexts, dim=1))
-        return out, torch.cat(weights, dim=1)
+        out, _ = self._output(torch.stack(hs, 1), source, torch.stack(contexts, 1))
+        return out, torch.stack(weights, 1)
 
-    def run(
-        self, x: torch.Tensor, state: State, enc: Encoded, keys: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """All steps in one fused RNN call, for inputs known in advance (not input feeding)."""
-        assert not self.input_feeding, "input feeding needs the step-by-step path"
-        if self.peek:
-            x = torch.cat([x, enc.summary.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
-        h, _ = self.rnn(x, state)
-        return self._output(h, enc, keys, None)
+    def _inputs(self, prev: torch.Tensor | None, source: Source, steps: int) -> torch.Tensor:
+        """Decoder inputs (B, T, E): the embedded previous outputs, or the repeated summary
+        without feedback."""
+        if self.feedback:
+            return self.input(prev)
+        return self.repeat(source.summary).unsqueeze(1).expand(-1, steps, -1)
+
+    # -- the plain path ---------------------------------------------------------------------
+
+    def _plain_step(self, x, state, source):
+        weights = ctx = None
+        if self.input_feeding:
+            query = (state[0] if isinstance(state, tuple) else state)[-1].unsqueeze(1)
+            ctx, weights = self.attention(query, source.keys, source.memory, source.mask)
+            x = torch.cat([x, ctx], dim=-1)
+        elif self.peek:
+            x = torch.cat([x, source.summary.unsqueeze(1)], dim=-1)
+        h, state = self.rnn(x, state)
+        out, w = self._output(h, source, ctx)
+        return out, state, weights if weights is not None else w
+
+    # -- the fast path's step ---------------------------------------------------------------
+
+    @property
+    def _w_input(self) -> torch.Tensor:
+        """The first layer's input weights for the inputs (the context's columns follow)."""
+        return self.rnn.weight_ih_l0[:, : self.input_size]
+
+    @property
+    def _w_context(self) -> torch.Tensor:
+        return self.rnn.weight_ih_l0[:, self.input_size :]
+
+    def _first_gates(self, prev: torch.Tensor | None, source: Source, steps: int):
+        """The inputs' share of the first layer's gates for ``steps`` steps (B, T, G)."""
+        bias = self.rnn.bias_ih_l0
+        if source.token_gates is not None:
+            return F.embedding(prev, source.token_gates, self.input.padding_idx) + bias
+        if not self.feedback:  # the same input at every step
+            first = F.linear(self.repeat(source.summary), self._w_input, bias)
+            return first.unsqueeze(1).expand(-1, steps, -1)
+        return F.linear(self.input(prev), self._w_input, bias)
+
+    def _advance(self, first: torch.Tensor, layers: list, source: Source):
+        """One recurrent step through the cells from the inputs' gates ``first`` (B, G):
+        the new layers and, with input feeding, the context (B, H) and the attention
+        weights (B, S) it used (else None, None)."""
+        ctx = weights = top_gates = None
+        if self.input_feeding:
+            query = top_of(layers)
+            if source.top_weight is not None:  # W_hh s and W_q s in one matmul
+                top_gates, query = F.linear(query, source.top_weight, source.top_bias).split(
+                    [gate_size(self.rnn), query.shape[-1]], dim=-1)
+            scores = self.attention.scores(query, source.keys) + source.bias
+            weights = torch.softmax(scores, dim=-1)
+            ctx = torch.bmm(weights.unsqueeze(1), source.memory).squeeze(1)
+            first = torch.addmm(first, ctx, source.context_weight)
+        elif self.peek:
+            first = first + source.summary_gates
+        return stacked_step(self.rnn, None, layers, first, top_gates), ctx, weights
+
+    # -- shared -----------------------------------------------------------------------------
 
     def _output(
-        self, h: torch.Tensor, enc: Encoded, keys: torch.Tensor | None, ctx: torch.Tensor | None
+        self, h: torch.Tensor, source: Source, ctx: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """y = O([s; c]) (or O(s)) for states h (B, T, H); Luong attention (no input feeding)
+        attends from h here and returns its weights."""
         weights = None
         if ctx is None and self.attention is not None:
-            ctx, weights = self.attention(h, keys, enc.memory, enc.mask)
+            ctx, weights = self.attention(h, source.keys, source.memory, source.mask)
         elif ctx is None and self.peek:
-            ctx = enc.summary.unsqueeze(1).expand_as(h)
+            ctx = source.summary.unsqueeze(1).expand_as(h)
         if self.combine is not None:
             h = torch.tanh(self.combine(torch.cat([h, ctx], dim=-1)))
         return self.out(h), weights

@@ -8,9 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-RNNS = {"lstm": nn.LSTM, "gru": nn.GRU}
-
-State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+from pipeline.models.cells import RNNS, State
 
 
 @dataclass
@@ -29,21 +27,6 @@ class Encoded:
     mask: torch.Tensor
     state: State | None
     summary: torch.Tensor | None
-
-    def select(self, index: torch.Tensor) -> Encoded:
-        """The batch rows ``index`` (used to expand and reorder beams)."""
-        return Encoded(
-            self.memory[index], self.mask[index],
-            None if self.state is None else select_state(self.state, index),
-            None if self.summary is None else self.summary[index],
-        )
-
-
-def select_state(state: State, index: torch.Tensor) -> State:
-    """Rows ``index`` of an RNN state (layers, B, H), or of both parts of an LSTM state."""
-    if isinstance(state, tuple):
-        return tuple(s.index_select(1, index) for s in state)
-    return state.index_select(1, index)
 
 
 def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Greedy and batched beam search over any :class:`EncoderDecoder` with token outputs.
+"""Greedy and batched beam search over any model with the :class:`Stepper` interface
+(token outputs): ``EncoderDecoder`` is one.
 
 Both stop a sequence at its end-of-sequence token and the whole batch when every
 sequence (every beam) has stopped, or at ``max_len``. No Python loop runs over the
@@ -7,14 +8,25 @@ sequences of a batch: beams live in the batch dimension (B * K rows).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
-from pipeline.models.encoder import Encoded, select_state
+from pipeline.models.cells import State, select_state
 
-if TYPE_CHECKING:
-    from pipeline.models.seq2seq import EncoderDecoder
+
+class Stepper(Protocol):
+    """What search needs of a model: its special ids, a first input, and one step."""
+
+    pad_id: int
+    eos_id: int
+
+    def start(self, batch: int, device: torch.device) -> torch.Tensor:
+        """The first input (B, 1)."""
+
+    def step(self, prev: torch.Tensor, state: State, source: Any
+             ) -> tuple[torch.Tensor, State, torch.Tensor | None]:
+        """Logits (B, V) after input ``prev`` (B, 1), the new state, attention (B, 1, S)."""
 
 
 class Generation(NamedTuple):
@@ -28,23 +40,22 @@ class Generation(NamedTuple):
     attention: torch.Tensor | None
 
 
-def _step(model: EncoderDecoder, prev, state, enc, keys):
-    dec = model.decoder
-    out, state, weights = dec.step(dec.inputs(prev, enc, 1), state, enc, keys)
-    return out.squeeze(1).log_softmax(-1), state, weights
+def _step(model: Stepper, prev, state, source):
+    out, state, weights = model.step(prev, state, source)
+    return out.log_softmax(-1), state, weights
 
 
-def greedy_search(model: EncoderDecoder, enc: Encoded, max_len: int) -> Generation:
-    """Pick the most likely token at every step."""
-    batch, device = enc.memory.shape[0], enc.memory.device
-    state, keys = model.initial_state(enc), model.decoder.keys(enc)
+def greedy_search(model: Stepper, source: Any, state: State, max_len: int) -> Generation:
+    """Pick the most likely token at every step, from the model's ``source`` (what its step
+    reads of the input) and first ``state``."""
+    batch, device = source.memory.shape[0], source.memory.device
     prev = model.start(batch, device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     lengths = torch.zeros(batch, dtype=torch.long, device=device)
     scores = torch.zeros(batch, device=device)
     tokens, weights = [], []
     for _ in range(max_len):
-        logp, state, w = _step(model, prev, state, enc, keys)
+        logp, state, w = _step(model, prev, state, source)
         best, tok = logp.max(-1)
         tok = tok.masked_fill(finished, model.pad_id)
         scores += best.masked_fill(finished, 0.0)
@@ -60,8 +71,9 @@ def greedy_search(model: EncoderDecoder, enc: Encoded, max_len: int) -> Generati
 
 
 def beam_search(
-    model: EncoderDecoder,
-    enc: Encoded,
+    model: Stepper,
+    source: Any,
+    state: State,
     max_len: int,
     beam_size: int = 5,
     length_penalty: float = 0.0,
@@ -70,10 +82,10 @@ def beam_search(
 
     The result is the beam with the best ``score / length ** length_penalty``.
     """
-    batch, device = enc.memory.shape[0], enc.memory.device
+    batch, device = source.memory.shape[0], source.memory.device
     k = beam_size
-    enc = enc.select(torch.arange(batch, device=device).repeat_interleave(k))
-    state, keys = model.initial_state(enc), model.decoder.keys(enc)
+    rows = torch.arange(batch, device=device).repeat_interleave(k)
+    source, state = source.select(rows), select_state(state, rows)
     prev = model.start(batch * k, device)
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start equal: keep one so the first step has k distinct ones
@@ -83,7 +95,7 @@ def beam_search(
     attention = None
     offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)
     for _ in range(max_len):
-        logp, state, w = _step(model, prev, state, enc, keys)
+        logp, state, w = _step(model, prev, state, source)
         vocab = logp.shape[-1]
         done_row = torch.full_like(logp[0], float("-inf"))
         done_row[model.pad_id] = 0.0

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pipeline.models.decoder import Decoder
-from pipeline.models.encoder import Encoded, Encoder, State
+from pipeline.models.cells import State
+from pipeline.models.decoder import Decoder, Source
+from pipeline.models.encoder import Encoded, Encoder
 from pipeline.models.search import Generation, beam_search, greedy_search
 
 KINDS = ("tokens", "vectors")
@@ -77,6 +78,7 @@ class EncoderDecoder(nn.Module):
         pad_id: int = 0,
         bos_id: int = 1,
         eos_id: int = 2,
+        fast: bool = True,
     ):
         super().__init__()
         if kind not in KINDS:
@@ -100,7 +102,7 @@ class EncoderDecoder(nn.Module):
         )
         self.decoder = Decoder(
             self._input_layer(output_dim, embed_dim), output_dim, embed_dim, hidden_dim,
-            dec_depth, cell, dropout, peek, attention, feedback,
+            dec_depth, cell, dropout, peek, attention, feedback, fast,
         )
         self.dec_depth = dec_depth
 
@@ -109,13 +111,31 @@ class EncoderDecoder(nn.Module):
             return nn.Embedding(dim, embed_dim, padding_idx=self.pad_id)
         return nn.Linear(dim, embed_dim)
 
-    # -- encoding -----------------------------------------------------------------------
+    @property
+    def fast(self) -> bool:
+        """The decoder's fast paths (default) or its plain step-by-step path (see
+        ``decoder.py``): the same numbers to float tolerance."""
+        return self.decoder.fast
+
+    @fast.setter
+    def fast(self, on: bool) -> None:
+        self.decoder.fast = on
+
+    # -- the step interface (search drives it) --------------------------------------------
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor | None = None) -> Encoded:
         """Run the encoder; ``src_lengths`` defaults to the full width of ``src``."""
         if src_lengths is None:
             src_lengths = torch.full((src.shape[0],), src.shape[1], dtype=torch.long)
         return self.encoder(src, src_lengths.to(src.device))
+
+    def begin(
+        self, src: torch.Tensor, src_lengths: torch.Tensor | None = None
+    ) -> tuple[Source, State]:
+        """Encode, and return what every decoder step reads of the source and the decoder's
+        first state: the bridged encoder state, or zeros without bridge."""
+        enc = self.encode(src, src_lengths)
+        return self.decoder.prepare(enc), self.initial_state(enc)
 
     def initial_state(self, enc: Encoded) -> State:
         """The decoder's first state: the bridged encoder state, or zeros without bridge."""
@@ -133,6 +153,14 @@ class EncoderDecoder(nn.Module):
             return torch.full((batch, 1), self.bos_id, dtype=torch.long, device=device)
         return torch.zeros(batch, 1, self.output_dim, device=device)
 
+    def step(
+        self, prev: torch.Tensor, state: State, source: Source
+    ) -> tuple[torch.Tensor, State, torch.Tensor | None]:
+        """One decoder step after the previous output ``prev`` (B, 1) token or (B, 1, D)
+        vector: the output (B, V) or (B, D), the new state, attention weights (B, 1, S)."""
+        out, state, weights = self.decoder.step(prev, state, source)
+        return out.squeeze(1), state, weights
+
     # -- training / scoring -------------------------------------------------------------
 
     def forward(
@@ -149,7 +177,6 @@ class EncoderDecoder(nn.Module):
         ``teacher_forcing`` (default: the model's setting); in eval mode, or without a
         target, the model feeds back its own previous output (greedy, no early stop).
         """
-        enc = self.encode(src, src_lengths)
         steps = target.shape[1] if target is not None else (max_len or self.output_length)
         if steps is None:
             raise ValueError("give a target, max_len, or build the model with output_length")
@@ -157,33 +184,23 @@ class EncoderDecoder(nn.Module):
             teacher_forcing = self.teacher_forcing if self.training else 0.0
         if target is None:
             teacher_forcing = 0.0
-        state, keys = self.initial_state(enc), self.decoder.keys(enc)
+        source, state = self.begin(src, src_lengths)
         start = self.start(src.shape[0], src.device)
-        dec = self.decoder
-        if not dec.input_feeding and (not dec.feedback or teacher_forcing >= 1.0):
-            prev = torch.cat([start, target[:, :-1]], dim=1) if dec.feedback else None
-            outputs, attention = dec.run(dec.inputs(prev, enc, steps), state, enc, keys)
-            return Seq2SeqOutput(outputs, attention)
-        if dec.input_feeding and teacher_forcing >= 1.0 and dec.cells_ok:
-            for _ in range(steps):  # the draws of the step path, so later randomness is unchanged
-                torch.rand(src.shape[0], device=src.device)
-            prev = torch.cat([start, target[:, :-1]], dim=1)
-            return Seq2SeqOutput(*dec.run_feeding(dec.inputs(prev, enc, steps), state, enc, keys))
-        return self._decode_steps(enc, state, keys, start, steps, target, teacher_forcing)
-
-    def _decode_steps(self, enc, state, keys, prev, steps, target, teacher_forcing):
-        outputs, weights = [], []
+        if not self.decoder.feedback or teacher_forcing >= 1.0:  # every input known in advance
+            prev = torch.cat([start, target[:, :-1]], dim=1) if self.decoder.feedback else None
+            return Seq2SeqOutput(*self.decoder.run(prev, state, source, steps))
+        outputs, weights, prev = [], [], start
         for t in range(steps):
-            out, state, w = self.decoder.step(self.decoder.inputs(prev, enc, 1), state, enc, keys)
+            out, state, w = self.step(prev, state, source)
             outputs.append(out)
             weights.append(w)
-            prev = out.argmax(-1) if self.kind == "tokens" else out
+            prev = out.argmax(-1, keepdim=True) if self.kind == "tokens" else out.unsqueeze(1)
             if teacher_forcing > 0.0:
                 gold = torch.rand(prev.shape[0], device=prev.device) < teacher_forcing
                 gold = gold.view(-1, *([1] * (prev.dim() - 1)))
                 prev = torch.where(gold, target[:, t : t + 1], prev)
         attention = None if weights[0] is None else torch.cat(weights, dim=1)
-        return Seq2SeqOutput(torch.cat(outputs, dim=1), attention)
+        return Seq2SeqOutput(torch.stack(outputs, dim=1), attention)
 
     # -- inference ----------------------------------------------------------------------
 
@@ -216,10 +233,10 @@ class EncoderDecoder(nn.Module):
                 out = self.forward(src, src_lengths, max_len=max_len)
                 gen = Generation(out.outputs, None, None, out.attention)
             elif beam_size == 1:
-                gen = greedy_search(self, self.encode(src, src_lengths), max_len)
+                gen = greedy_search(self, *self.begin(src, src_lengths), max_len)
             else:
                 gen = beam_search(
-                    self, self.encode(src, src_lengths), max_len, beam_size, length_penalty
+                    self, *self.begin(src, src_lengths), max_len, beam_size, length_penalty
                 )
             return gen if return_attention else gen._replace(attention=None)
         finally:

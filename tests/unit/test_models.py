@@ -6,7 +6,6 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from pipeline.models import EncoderDecoder
 from pipeline.models.attention import Attention
-from pipeline.models.decoder import Decoder
 from pipeline.models.search import beam_search
 
 VOCAB = 12
@@ -92,10 +91,8 @@ def test_fused_path_equals_step_path(kw):
     model = make(**kw)
     src, lengths, tgt = batch()
     fused = model(src, lengths, target=tgt, teacher_forcing=1.0)
-    stepped = model._decode_steps(
-        model.encode(src, lengths), model.initial_state(model.encode(src, lengths)),
-        model.decoder.keys(model.encode(src, lengths)), model.start(4, src.device), 5, tgt, 1.0,
-    )
+    model.fast = False
+    stepped = model(src, lengths, target=tgt, teacher_forcing=1.0)
     torch.testing.assert_close(fused.outputs, stepped.outputs, rtol=1e-5, atol=1e-6)
 
 
@@ -106,14 +103,9 @@ FEEDING = [
 ]
 
 
-def plain_rnn_steps(monkeypatch):
-    """Make every decoder step call nn.LSTM/nn.GRU itself (the plain path)."""
-    monkeypatch.setattr(Decoder, "cells_ok", property(lambda self: False))
-
-
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("kw", FEEDING)
-def test_input_feeding_fast_path_equals_plain_steps(kw, train, monkeypatch):
+def test_input_feeding_fast_path_equals_plain_steps(kw, train):
     """Teacher forcing 1.0 with input feeding (input projection precomputed, cells called
     directly, output layer after the loop) equals nn.LSTM/GRU step by step: outputs,
     attention, gradients, and the random numbers drawn (so later shuffles are unchanged)."""
@@ -128,7 +120,7 @@ def test_input_feeding_fast_path_equals_plain_steps(kw, train, monkeypatch):
         return out, grads, torch.rand(3)
 
     fast = run()
-    plain_rnn_steps(monkeypatch)
+    model.fast = False
     plain = run()
     torch.testing.assert_close(fast[0].outputs, plain[0].outputs, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fast[0].attention, plain[0].attention, rtol=1e-5, atol=1e-6)
@@ -140,12 +132,12 @@ def test_input_feeding_fast_path_equals_plain_steps(kw, train, monkeypatch):
 
 
 @pytest.mark.parametrize("kw", [dict(), *FEEDING])
-def test_cell_steps_decode_like_plain_steps(kw, monkeypatch):
+def test_cell_steps_decode_like_plain_steps(kw):
     """Greedy and beam search through the cells give what nn.LSTM/GRU steps give."""
     model = make(**kw)
     src, lengths, _ = batch()
     fast = [model.generate(src, lengths, max_len=8, beam_size=k) for k in (1, 3)]
-    plain_rnn_steps(monkeypatch)
+    model.fast = False
     plain = [model.generate(src, lengths, max_len=8, beam_size=k) for k in (1, 3)]
     for a, b in zip(fast, plain, strict=True):
         assert torch.equal(a.sequences, b.sequences)
@@ -166,8 +158,11 @@ def test_teacher_forcing_never_leaks_step_t_into_step_t(kw):
 
 
 def test_feedback_uses_own_prediction_at_evaluation():
-    """At eval the input at step t+1 is the argmax of step t, whatever the target says."""
-    model = make()
+    """At eval the input at step t+1 is the argmax of step t, whatever the target says.
+
+    Seen on the plain path, which embeds its inputs with the embedding layer (the fast path
+    looks them up in a projected table, and equals the plain path: tests above)."""
+    model = make(fast=False)
     seen = []
     model.decoder.input.register_forward_hook(lambda m, i, o: seen.append(i[0].clone()))
     src, lengths, tgt = batch()
@@ -181,12 +176,11 @@ def test_feedback_uses_own_prediction_at_evaluation():
 def test_peek_context_reaches_every_step_concatenated():
     model = make(peek=True, bridge=False)
     src, lengths, tgt = batch()
-    enc = model.encode(src, lengths)
-    x = model.decoder.inputs(torch.cat([model.start(4, "cpu"), tgt[:, :-1]], 1), enc, 5)
-    state = model.initial_state(enc)
-    base, _ = model.decoder.run(x, state, enc, None)
-    enc.summary = torch.zeros_like(enc.summary)
-    zeroed, _ = model.decoder.run(x, state, enc, None)
+    source, state = model.begin(src, lengths)
+    prev = torch.cat([model.start(4, "cpu"), tgt[:, :-1]], 1)
+    base, _ = model.decoder.run(prev, state, source, 5)
+    source.summary = torch.zeros_like(source.summary)
+    zeroed, _ = model.decoder.run(prev, state, source, 5)
     assert ((base - zeroed).abs().amax(dim=(0, 2)) > 1e-6).all()
     assert model.decoder.rnn.input_size == 2 * 16  # [embedding; context], not a sum
 
@@ -241,7 +235,7 @@ def test_beam_size_one_equals_greedy():
     model = make(attention="additive")
     src, lengths, _ = batch()
     a = model.generate(src, lengths, max_len=8)
-    b = beam_search(model, model.encode(src, lengths), 8, beam_size=1)
+    b = beam_search(model, *model.begin(src, lengths), 8, beam_size=1)
     assert torch.equal(a.sequences, b.sequences)
     torch.testing.assert_close(a.scores, b.scores)
 

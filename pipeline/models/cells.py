@@ -1,0 +1,113 @@
+"""The recurrent cells: their names, and one step of a stacked LSTM/GRU written out.
+
+:func:`stacked_step` runs one time step of an ``nn.LSTM``/``nn.GRU`` from that module's own
+weights, layer by layer, with the gate arithmetic spelled out (PyTorch's documented
+equations). Callers may hand it a first layer's input gates and a top layer's hidden gates
+they computed themselves (a projection hoisted out of the time loop, or merged with another
+matmul that reads the same vector), which ``torch.lstm_cell``/``gru_cell`` cannot take
+within their documented contract (1-D biases of the gate size). Only ``F.linear`` with a
+weight and a 1-D bias, pointwise ops and ``chunk`` are used, so the same code is valid on
+every device.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+class Cell(StrEnum):
+    """The recurrent cells a model can be built with."""
+
+    lstm = "lstm"
+    gru = "gru"
+
+
+RNNS: dict[str, type[nn.RNNBase]] = {Cell.lstm: nn.LSTM, Cell.gru: nn.GRU}
+
+
+def gate_size(rnn: nn.RNNBase) -> int:
+    """Rows of each layer's weights: 4H for an LSTM, 3H for a GRU."""
+    return rnn.weight_hh_l0.shape[0]
+
+
+def lstm_update(gi: torch.Tensor, gh: torch.Tensor, c: torch.Tensor):
+    """LSTM state update from input gates ``gi`` and hidden gates ``gh`` (B, 4H), order i f g o."""
+    gates = gi + gh
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def gru_update(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """GRU state update from input gates ``gi`` and hidden gates ``gh`` (B, 3H), order r z n;
+    ``gh`` holds ``b_hn``, which the reset gate scales, as in ``nn.GRU``."""
+    i_r, i_z, i_n = gi.chunk(3, dim=-1)
+    h_r, h_z, h_n = gh.chunk(3, dim=-1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return n + z * (h - n)
+
+
+def stacked_step(
+    rnn: nn.RNNBase,
+    x: torch.Tensor | None,
+    layers: list,
+    first_gates: torch.Tensor | None = None,
+    top_hidden_gates: torch.Tensor | None = None,
+) -> list:
+    """One step of the stacked ``rnn`` on x (B, I); ``layers`` holds each layer's h (GRU) or
+    (h, c) (LSTM). ``first_gates`` (B, G) replaces the first layer's input projection
+    (x is then unused), ``top_hidden_gates`` (B, G) the top layer's ``W_hh h + b_hh``.
+    Dropout between layers as in ``rnn`` (on the input handed up, in training mode).
+    Returns the layers' new states."""
+    new, last = [], len(layers) - 1
+    lstm = isinstance(rnn, nn.LSTM)
+    for layer, state in enumerate(layers):
+        h = state[0] if lstm else state
+        if layer == 0 and first_gates is not None:
+            gi = first_gates
+        else:
+            gi = F.linear(x, getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"bias_ih_l{layer}"))
+        if layer == last and top_hidden_gates is not None:
+            gh = top_hidden_gates
+        else:
+            gh = F.linear(h, getattr(rnn, f"weight_hh_l{layer}"), getattr(rnn, f"bias_hh_l{layer}"))
+        state = lstm_update(gi, gh, state[1]) if lstm else gru_update(gi, gh, h)
+        x = state[0] if lstm else state
+        if layer < last and rnn.dropout > 0:
+            x = F.dropout(x, rnn.dropout, rnn.training)
+        new.append(state)
+    return new
+
+
+def split_layers(state: State) -> list:
+    """(layers, B, H) state -> one h (GRU) or (h, c) (LSTM) per layer."""
+    if isinstance(state, tuple):
+        return list(zip(state[0].unbind(0), state[1].unbind(0), strict=True))
+    return list(state.unbind(0))
+
+
+def join_layers(layers: list) -> State:
+    """The inverse of :func:`split_layers`."""
+    if isinstance(layers[0], tuple):
+        return tuple(torch.stack(part) for part in zip(*layers, strict=True))
+    return torch.stack(layers)
+
+
+def top_of(layers: list) -> torch.Tensor:
+    """The top layer's h (B, H) of per-layer states."""
+    return layers[-1][0] if isinstance(layers[-1], tuple) else layers[-1]
+
+
+def select_state(state: State, index: torch.Tensor) -> State:
+    """Rows ``index`` of an RNN state (layers, B, H), or of both parts of an LSTM state."""
+    if isinstance(state, tuple):
+        return tuple(s.index_select(1, index) for s in state)
+    return state.index_select(1, index)
