@@ -1,10 +1,17 @@
-# Every target installs what it needs first (a .venv, torch pinned to the small CPU build).
+# Every target installs what it needs first (a .venv, torch pinned to the small CPU build;
+# where $(PYTHON) already has torch with CUDA, the .venv sees it and keeps it).
 # Extra Hydra overrides: make train ARGS="model.depth=2 data=copy"
 PYTHON ?= python3
 VENV := .venv
-PY := $(VENV)/bin/python
+PY ?= $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
-TORCH := torch==2.13.0
+# INSTALL=0: use $(PY) as it is (a machine with the packages but no package index).
+INSTALL ?= 1
+NEEDS := $(if $(filter 0,$(INSTALL)),,$(STAMP))
+# torch with CUDA already installed: the venv shares it instead of pinning the CPU build.
+CUDA_TORCH := $(shell $(PYTHON) -c "import torch, sys; sys.exit(not torch.cuda.is_available())" \
+	2>/dev/null && echo yes)
+TORCH := $(if $(CUDA_TORCH),,torch==2.13.0)
 # Where this machine keeps the CPU build of that torch (a plain PyPI install would take a
 # multi-GB CUDA build); harmless where the folder does not exist.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
@@ -21,15 +28,15 @@ PYTEST_ARGS ?=
 SYSTEM_PACKAGES := chromium postgresql
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 
-.PHONY: help install system-deps train sweep ui server bench test lint clean
+.PHONY: help install system-deps train sweep ui server bench gpu-check test lint clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml Makefile
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(if $(CUDA_TORCH),--system-site-packages) $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(FIND_LINKS) $(TORCH)
+	$(if $(TORCH),$(PY) -m pip install -q $(FIND_LINKS) $(TORCH))
 	$(PY) -m pip install -q $(FIND_LINKS) -e ".[dev]" $(TORCH)
 	touch $(STAMP)
 
@@ -45,30 +52,33 @@ system-deps:  ## apt-get install Chromium and PostgreSQL for the browser and ser
 		|| echo "warning: could not install $$missing; the tests that need them will skip"; \
 	else echo "warning: $$missing not installed and apt-get unavailable; those tests will skip"; fi
 
-train: $(STAMP)  ## Train one model with the default config (+ ARGS overrides)
+train: $(NEEDS)  ## Train one model with the default config (+ ARGS overrides)
 	$(PY) -m pipeline.train $(ARGS)
 
-sweep: $(STAMP)  ## Run a sweep (SWEEP=grid|variants|optuna, JOBS=2 side by side, SWEEP_ID= resumes)
+sweep: $(NEEDS)  ## Run a sweep (SWEEP=grid|variants|optuna, JOBS=2 side by side, SWEEP_ID= resumes)
 	$(PY) -m pipeline.train -m hparams_search=$(SWEEP) \
 		$(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) \
 		$(if $(SWEEP_ID),sweep_id=$(SWEEP_ID)) $(ARGS)
 
-ui: $(STAMP)  ## Browse the results: MLflow UI on http://127.0.0.1:5000 (HOST=, PORT=)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
+ui: $(NEEDS)  ## Browse the results: MLflow UI on http://127.0.0.1:5000 (HOST=, PORT=)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PY) -m mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
 		--default-artifact-root file://$(CURDIR)/outputs/mlartifacts --host $(HOST) --port $(PORT)
 
-server: $(STAMP)  ## Shared tracking server: mlflow server on PostgreSQL, 127.0.0.1:5000 (HOST=, PORT=)
+server: $(NEEDS)  ## Shared tracking server: mlflow server on PostgreSQL, 127.0.0.1:5000 (HOST=, PORT=)
 	$(PY) -m pipeline.tracking.server --host $(HOST) --port $(PORT) $(ARGS)
 
-bench: $(STAMP)  ## Benchmarks: ratios measured side by side (ARGS=--full for more sizes)
+bench: $(NEEDS)  ## Benchmarks: ratios measured side by side (ARGS=--full for more sizes)
 	$(PY) -m pipeline.bench $(ARGS)
 
-test: $(STAMP) system-deps  ## Lint and run the test suite
-	$(VENV)/bin/ruff check pipeline tests
+gpu-check: $(NEEDS)  ## On an NVIDIA GPU: the gpu tests and the GPU benchmark, one table
+	$(PY) -m pipeline.bench --gpu-check
+
+test: $(NEEDS) system-deps  ## Lint and run the test suite
+	$(PY) -m ruff check pipeline tests
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff
-	$(VENV)/bin/ruff check pipeline tests
+lint: $(NEEDS)  ## ruff
+	$(PY) -m ruff check pipeline tests
 
 clean:  ## Remove outputs (runs, MLflow store, data cache); keeps .venv
 	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

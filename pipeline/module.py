@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +13,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
+from pipeline.accel import DecoderGraphs
 from pipeline.data import Batch
 from pipeline.metrics import (
     BucketedSequenceAccuracy,
@@ -23,6 +26,7 @@ from pipeline.metrics import (
 from pipeline.models import EncoderDecoder
 
 STAGES = ("val", "test")
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -44,6 +48,9 @@ class Seq2SeqModule(L.LightningModule):
     accuracy per source-length bucket (``test/seq_acc/len_01-05``, ...). Vector tasks log
     ``{stage}/mse`` and ``{stage}/mae``, plus ``mase`` and the seasonal-naive baseline's
     ``mase_naive`` where the task has one.
+
+    With ``cuda_graphs`` on a single GPU, the attention decoder's training steps replay CUDA
+    graphs (``pipeline/accel.py``); elsewhere, and for validation and test, eager.
     """
 
     def __init__(
@@ -59,6 +66,7 @@ class Seq2SeqModule(L.LightningModule):
         max_source_len: int | None = None,
         bucket_width: int = 5,
         mase_scale: float | None = None,
+        cuda_graphs: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -69,6 +77,17 @@ class Seq2SeqModule(L.LightningModule):
             BucketedSequenceAccuracy(max_source_len, bucket_width, self.net.pad_id)
             if self.tokens and max_source_len else None
         )
+        self.graphs: DecoderGraphs | None = None
+        self._epoch_start: float | None = None
+
+    def on_fit_start(self) -> None:
+        if not self.hparams.cuda_graphs or self.device.type != "cuda":
+            return
+        if self.trainer.world_size > 1:
+            log.info("accel.cuda_graphs is off under DDP: each rank would capture graphs "
+                     "around gradient hooks that DDP fires itself; training runs eager")
+            return
+        self.graphs = DecoderGraphs(self.net)
 
     def _metrics(self) -> torch.nn.ModuleDict:
         pad = self.net.pad_id
@@ -94,8 +113,11 @@ class Seq2SeqModule(L.LightningModule):
         return F.mse_loss(outputs, target)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        out = self.net(batch.src, batch.src_lengths, target=batch.tgt)
-        loss = self.loss(out.outputs, batch.tgt)
+        if self.graphs is not None and self.graphs.applies(batch.src):
+            outputs = self.graphs(batch.src, batch.src_lengths, batch.tgt)
+        else:
+            outputs = self.net(batch.src, batch.src_lengths, target=batch.tgt).outputs
+        loss = self.loss(outputs, batch.tgt)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(loss.item(), self.current_epoch, self.global_step)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
@@ -116,6 +138,15 @@ class Seq2SeqModule(L.LightningModule):
             self.log(f"{stage}/{name}", metric, batch_size=size)
         if stage == "test" and self.buckets is not None:
             self.buckets.update(pred, target, batch.refs, batch.src_lengths)
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_validation_epoch_end(self) -> None:
+        """``time/epoch_s``: the epoch's wall time, training and validation."""
+        if self._epoch_start is not None and not self.trainer.sanity_checking:
+            self.log("time/epoch_s", time.perf_counter() - self._epoch_start)
+            self._epoch_start = None
 
     def on_test_epoch_end(self) -> None:
         if self.buckets is not None:

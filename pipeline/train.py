@@ -72,13 +72,15 @@ def build(cfg: DictConfig) -> tuple[Seq2SeqDataModule, Seq2SeqModule]:
         max_source_len=spec.max_source_len,
         bucket_width=cfg.eval.get("bucket_width") or -(-spec.max_source_len // BUCKETS),
         mase_scale=spec.mase_scale,
+        cuda_graphs=cfg.accel.cuda_graphs,
     )
     return datamodule, module
 
 
 def pin_threads(cfg: DictConfig) -> None:
     """``threads`` torch threads; by default the machine's cores shared among the parallel
-    jobs of a joblib sweep, so side-by-side jobs do not fight over cores."""
+    jobs of a joblib sweep, so side-by-side jobs do not fight over cores. On a GPU, the
+    fp32 matmul precision (``accel.matmul_precision``)."""
     threads = cfg.get("threads")
     if threads is None and HydraConfig.initialized():
         jobs = HydraConfig.get().launcher.get("n_jobs")
@@ -86,6 +88,8 @@ def pin_threads(cfg: DictConfig) -> None:
             threads = max(1, (os.cpu_count() or 1) // jobs)
     if threads:
         torch.set_num_threads(threads)
+    if str(cfg.trainer.accelerator) in ("gpu", "cuda"):
+        torch.set_float32_matmul_precision(cfg.accel.matmul_precision)
 
 
 def best_score(checkpoint: ModelCheckpoint) -> float:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +18,17 @@ from omegaconf import DictConfig, open_dict
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 TINY = ["debug=fast", "data.max_len=5", "data.vocab_size=6"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests skip, with the reason, where CUDA is absent (``make test`` in CI)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=f"needs an NVIDIA GPU: CUDA is not available to torch "
+                                   f"{torch.__version__} here (run them with make gpu-check)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

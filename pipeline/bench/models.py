@@ -1,4 +1,4 @@
-"""Model-level benchmarks: training throughput, the plain reference, decoding, GPU checks."""
+"""Model-level benchmarks: training throughput, the plain reference, decoding."""
 
 from __future__ import annotations
 
@@ -147,32 +147,3 @@ def compiled_attention(hidden: int, length: int, repeats: int) -> dict:
 
     times = compare({"eager": use(eager), "compiled": use(compiled)}, repeats=repeats)
     return dict(speedup=times["eager"] / times["compiled"], compile_s=compile_s)
-
-
-def gpu(hidden: int, length: int, repeats: int) -> dict | None:
-    """On a GPU: is the teacher-forced decoder without input feeding one cuDNN call, what
-    bf16 autocast gains, and the attention model's training FLOP rate against a matmul's."""
-    if not torch.cuda.is_available():
-        return None
-    from torch.profiler import ProfilerActivity, profile
-
-    src, lengths, tgt = make_batch(length, device="cuda")
-    model = make_model("seq2seq", "lstm", hidden, "cuda").train()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        model(src, lengths, target=tgt)
-    rnn_calls = sum(e.count for e in prof.key_averages() if e.key == "aten::_cudnn_rnn")
-    att = make_model("additive", "lstm", hidden, "cuda").train()
-    fp32 = train_step(att, lambda: att(src, lengths, target=tgt).outputs, tgt)
-
-    def bf16():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            fp32()
-    times = compare({"fp32": fp32, "bf16": bf16}, repeats=repeats)
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    mm = compare({"mm": lambda: (a @ a, torch.cuda.synchronize())}, repeats=repeats)["mm"]
-    params = sum(p.numel() for p in att.parameters())
-    achieved = 6 * params * length * BATCH / times["bf16"]
-    return dict(device=torch.cuda.get_device_name(), cudnn_rnn_calls=rnn_calls,
-                decoder_fused=rnn_calls == 2, bf16_speedup=times["fp32"] / times["bf16"],
-                seq_per_s_bf16=BATCH / times["bf16"],
-                share_of_matmul_peak=achieved / (2 * 8192**3 / mm))
