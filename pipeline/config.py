@@ -8,9 +8,7 @@ checked by :func:`validate` before any data is built or any model trained.
 from __future__ import annotations
 
 import os
-import urllib.request
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +18,28 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from pipeline.models.attention import AttentionType
+from pipeline.models.cells import Cell
+
+# Beyond these a run would not fit in memory or time on any machine this project targets.
+MAX_SPLIT_SIZE = 10_000_000
+MAX_SEQUENCE_LENGTH = 1_000
+MAX_VOCAB_SIZE = 1_000_000
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
 
 class ConfigError(ValueError):
-    """A setting that cannot work: names the key, the bad value and what is allowed."""
+    """A setting that cannot work: names the key, the bad value and what is allowed.
 
-    def __init__(self, key: str, value: Any, allowed: str):
+    ``key`` and ``value`` may be tuples, for settings that are wrong only together."""
+
+    def __init__(self, key: str | tuple[str, ...], value: Any, allowed: str):
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"{key}={value!r} is invalid: {allowed}")
-
-
-class Cell(StrEnum):
-    lstm = "lstm"
-    gru = "gru"
-
-
-class AttentionType(StrEnum):
-    none = "none"
-    additive = "additive"
-    dot = "dot"
-    general = "general"
+        if isinstance(key, tuple):
+            shown = " ".join(f"{k}={v!r}" for k, v in zip(key, value, strict=True))
+            super().__init__(f"{shown} is invalid together: {allowed}")
+        else:
+            super().__init__(f"{key}={value!r} is invalid: {allowed}")
 
 
 @dataclass
@@ -187,22 +188,30 @@ def validate(cfg: DictConfig) -> None:
            "sees the source")
     _check(d.batch_size >= 1, "data.batch_size", d.batch_size, "an int >= 1")
     for split in ("train_size", "val_size", "test_size"):
-        _check(d[split] >= 1, f"data.{split}", d[split], "an int >= 1")
+        _check(1 <= d[split] <= MAX_SPLIT_SIZE, f"data.{split}", d[split],
+               f"an int in [1, {MAX_SPLIT_SIZE:,}]")
+    cores = os.cpu_count() or 1
+    _check(0 <= d.num_workers <= cores, "data.num_workers", d.num_workers,
+           f"an int in [0, {cores}] (this machine's cores)")
     if "min_len" in d and "max_len" in d:
         _check(d.min_len >= 1, "data.min_len", d.min_len, "an int >= 1")
-        _check(d.max_len >= d.min_len, "data.max_len", d.max_len,
-               f"an int >= data.min_len ({d.min_len})")
+        _check(d.min_len <= d.max_len <= MAX_SEQUENCE_LENGTH, "data.max_len", d.max_len,
+               f"an int >= data.min_len ({d.min_len}) and <= {MAX_SEQUENCE_LENGTH}")
     if "vocab_size" in d:
-        _check(d.vocab_size >= 1, "data.vocab_size", d.vocab_size, "an int >= 1")
+        _check(1 <= d.vocab_size <= MAX_VOCAB_SIZE, "data.vocab_size", d.vocab_size,
+               f"an int in [1, {MAX_VOCAB_SIZE:,}]")
     _check(cfg.eval.beam_size >= 1, "eval.beam_size", cfg.eval.beam_size, "an int >= 1")
     width = cfg.eval.get("bucket_width")
     _check(width is None or (_is_int(width) and width >= 1), "eval.bucket_width", width,
            "null (about 5 buckets) or an int >= 1")
+    precision = cfg.accel.matmul_precision
+    _check(precision in MATMUL_PRECISIONS, "accel.matmul_precision", precision,
+           f"one of {', '.join(MATMUL_PRECISIONS)}")
 
 
 def check_environment(cfg: DictConfig) -> None:
-    """Reject what this machine cannot do (a GPU that is not there, DDP on one device) and
-    a tracking store that cannot be reached or written: before training, not after it."""
+    """Reject what this machine cannot do (a GPU that is not there, DDP on one device):
+    before training, not after it."""
     trainer = cfg.trainer
     accelerator, devices = str(trainer.get("accelerator")), trainer.get("devices")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
@@ -220,7 +229,6 @@ def check_environment(cfg: DictConfig) -> None:
            "ddp_spawn (trainer=ddp or ddp_cpu) inside a multirun: plain ddp re-launches the "
            "command line and every extra rank would start its own sweep; plain ddp is for "
            "ranks started by SLURM (hydra/launcher=slurm trainer=slurm) or torchrun")
-    check_tracking_uri(cfg.logger.tracking_uri)
 
 
 # Set where a cluster or torchrun started the ranks: plain ddp then re-launches nothing.
@@ -233,25 +241,6 @@ def relaunches_sweep(strategy: str) -> bool:
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     return (strategy.startswith("ddp") and "spawn" not in strategy and multirun
             and not any(v in os.environ for v in CLUSTER_RANK_VARS))
-
-
-def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
-    """The store can be written (SQLite folder) or the server answers its health check."""
-    if uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):]).parent
-        while not folder.exists():
-            folder = folder.parent
-        _check(folder.is_dir() and os.access(folder, os.W_OK), "logger.tracking_uri", uri,
-               f"a store in a writable folder ({folder} is not a writable folder)")
-    elif uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
-                ok = reply.status == 200
-        except (OSError, ValueError) as err:
-            ok, uri = False, f"{uri} ({err})"
-        _check(ok, "logger.tracking_uri", uri,
-               "a running MLflow server (start one with `make server`), or the default "
-               "embedded store (drop the override)")
 
 
 register_configs()

@@ -11,10 +11,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
 from pipeline.accel import DecoderGraphs
-from pipeline.data import Batch
+from pipeline.data import Batch, DataSpec
 from pipeline.metrics import (
     BucketedSequenceAccuracy,
     ErrorRate,
@@ -26,6 +27,9 @@ from pipeline.metrics import (
 from pipeline.models import EncoderDecoder
 
 STAGES = ("val", "test")
+# Token models may decode this many steps past the longest training target.
+DECODE_MARGIN = 5
+BUCKETS = 5  # input-length buckets of test/seq_acc/len_* unless eval.bucket_width says
 log = logging.getLogger(__name__)
 
 
@@ -79,6 +83,33 @@ class Seq2SeqModule(L.LightningModule):
         )
         self.graphs: DecoderGraphs | None = None
         self._epoch_start: float | None = None
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, spec: DataSpec) -> Seq2SeqModule:
+        """The module ``cfg`` describes, sized by the data (kind, vocabularies, lengths)."""
+        net = OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True)
+        net.update(kind=spec.kind, input_dim=spec.input_dim, output_dim=spec.output_dim)
+        if spec.kind == "vectors":
+            net["output_length"] = spec.max_target_len
+        return cls(
+            net=net,
+            optimizer=instantiate(cfg.optimizer),
+            scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
+            monitor=cfg.monitor,
+            beam_size=cfg.eval.beam_size,
+            length_penalty=cfg.eval.length_penalty,
+            max_decode_len=spec.max_target_len + DECODE_MARGIN,
+            references=spec.has_references,
+            max_source_len=spec.max_source_len,
+            bucket_width=cfg.eval.get("bucket_width") or -(-spec.max_source_len // BUCKETS),
+            mase_scale=spec.mase_scale,
+            cuda_graphs=cfg.accel.cuda_graphs,
+        )
+
+    @property
+    def monitorable(self) -> set[str]:
+        """The validation metrics this module logs (what a checkpoint may monitor)."""
+        return {"val/loss", *(f"val/{name}" for name in self.metrics["val"])}
 
     def on_fit_start(self) -> None:
         if not self.hparams.cuda_graphs or self.device.type != "cuda":

@@ -12,9 +12,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from pipeline.bench.timing import compare
+from pipeline.build import build, settle
 from pipeline.data.datamodule import padding_share
-from pipeline.tracking import mlflow_run
-from pipeline.train import build, resolve_monitor
+from pipeline.tracking.logger import make_logger
+from pipeline.tracking.store import ensure_experiment, open_store
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -26,7 +27,7 @@ def default_config(workdir: str, overrides: list[str]):
             f"paths.output_dir={workdir}", f"paths.run_dir={workdir}/run",
             "trainer.max_epochs=1", *overrides,
         ])
-    resolve_monitor(cfg)
+    settle(cfg)
     return cfg
 
 
@@ -64,10 +65,10 @@ def overhead(train_size: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         cfg = default_config(workdir, [f"data.train_size={train_size}",
                                        f"data.cache_dir={workdir}/data"])
-        datamodule, module = build(cfg)
+        parts = build(cfg, logger=None)
+        datamodule, module = parts.datamodule, parts.module
         start = {k: v.clone() for k, v in module.state_dict().items()}
-        _, twin = build(cfg)
-        net = twin.net
+        net = build(cfg, logger=None).module.net
         max_len = module.hparams.max_decode_len
         runs = iter(range(1000))
 
@@ -75,7 +76,10 @@ def overhead(train_size: int, repeats: int) -> dict:
             def run():
                 module.load_state_dict(start)
                 cfg.paths.run_dir = f"{workdir}/run{next(runs)}"  # nothing to resume from
-                logger = mlflow_run.make_logger(cfg)
+                open_store(cfg.logger.tracking_uri)
+                ensure_experiment(cfg.logger.tracking_uri, cfg.logger.experiment_name,
+                                  cfg.logger.artifact_location)
+                logger = make_logger(cfg)
                 callbacks = [instantiate(c) for c in cfg.callbacks.values()]
                 trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks,
                                       max_epochs=epochs)

@@ -18,7 +18,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from pipeline.data.tasks import Task, make_task
 from pipeline.data.tasks.base import SPLITS
-from pipeline.data.vocab import PAD, SPECIALS, Vocab
+from pipeline.data.vocab import PAD, Vocab
 
 CACHE_VERSION = 2
 
@@ -261,7 +261,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         """Source and target vocabularies of a token task."""
         if self.data["vocabs"] is None:
             return None
-        return tuple(Vocab(itos[len(SPECIALS):]) for itos in self.data["vocabs"])
+        return tuple(Vocab.from_itos(itos) for itos in self.data["vocabs"])
 
     @property
     def spec(self) -> DataSpec:

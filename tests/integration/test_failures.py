@@ -125,7 +125,7 @@ def test_a_full_disk_at_upload_keeps_what_was_logged_and_reports_the_error(
     run ends FAILED with the error as a tag, and the checkpoints are still on disk."""
     import errno
 
-    from pipeline.tracking import mlflow_run
+    from pipeline.tracking import artifacts
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -135,7 +135,7 @@ def test_a_full_disk_at_upload_keeps_what_was_logged_and_reports_the_error(
         disk_full()
 
     cfg = compose_cfg(*TINY)
-    monkeypatch.setattr(mlflow_run, "log_model", the_disk_fills_up_at_the_model_upload)
+    monkeypatch.setattr(artifacts, "log_model", the_disk_fills_up_at_the_model_upload)
     with pytest.raises(OSError, match="No space left"):
         train(cfg)
     client = MlflowClient(cfg.logger.tracking_uri)

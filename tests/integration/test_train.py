@@ -38,12 +38,15 @@ def test_tiny_training_is_tracked_and_round_trips(compose_cfg, tmp_path):
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "hydra" in artifacts or not (tmp_path / "run" / ".hydra").exists()
-    # MLFlowLogger(log_model=True) logs each checkpoint under its stem with its aliases.
-    ckpt = next((tmp_path / "run" / "checkpoints").glob("epoch*.ckpt"))
-    assert {ckpt.stem, "last"} <= artifacts
-    local = client.download_artifacts(run.info.run_id, ckpt.stem, str(tmp_path / "dl"))
-    assert "best" in (tmp_path / "dl" / ckpt.stem / "aliases.txt").read_text()
-    assert (tmp_path / "dl" / ckpt.stem / ckpt.name).exists(), local
+    # MLFlowLogger(log_model=True) logs each checkpoint under its stem with its aliases; a
+    # finished run keeps each file once, in its artifacts (the run folder's copies are gone).
+    assert not list((tmp_path / "run").glob("checkpoints/*.ckpt"))
+    (stem,) = [a for a in artifacts if a.startswith("epoch")]
+    assert {stem, "last"} <= artifacts
+    local = client.download_artifacts(run.info.run_id, stem, str(tmp_path / "dl"))
+    assert "best" in (tmp_path / "dl" / stem / "aliases.txt").read_text()
+    ckpt = tmp_path / "dl" / stem / f"{stem}.ckpt"
+    assert ckpt.exists(), local
 
     # The logged model and the best checkpoint decode exactly alike.
     from_ckpt = Seq2SeqModule.load_from_checkpoint(ckpt, weights_only=False).net.eval()

@@ -4,8 +4,9 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
-from pipeline.config import ConfigError, check_environment, validate
-from pipeline.tracking.mlflow_run import config_hash, flatten
+from pipeline.build import settle
+from pipeline.config import ConfigError, validate
+from pipeline.tracking.naming import config_hash, flatten
 
 
 @pytest.mark.parametrize(
@@ -79,7 +80,7 @@ def test_what_this_machine_cannot_do_is_refused_up_front(
     (tmp_path / "a-file").write_text("a file, not a folder")
     overrides = [o.replace("{tmp}", str(tmp_path)) for o in overrides]
     with pytest.raises(ConfigError, match=allowed) as err:
-        check_environment(compose_cfg(*overrides))
+        settle(compose_cfg(*overrides))
     assert err.value.key == key
 
 
@@ -91,13 +92,13 @@ def test_secret_looking_params_are_masked(compose_cfg):
 
 
 @pytest.mark.parametrize(
-    ("arch", "feedback", "peek", "attention"),
-    [("simple", False, False, "none"), ("sutskever", True, False, "none"),
-     ("cho", True, True, "none"), ("luong", True, False, "additive"),
+    ("name", "feedback", "peek", "attention"),
+    [("simple", False, False, "none"), ("seq2seq", True, False, "none"),
+     ("cho", True, True, "none"), ("luong-additive", True, False, "additive"),
      ("bahdanau", True, True, "additive")],
 )
-def test_each_cell_of_the_default_grid_is_its_model(compose_cfg, arch, feedback, peek, attention):
-    model = compose_cfg(f"arch={arch}", "model.depth=2").model
+def test_each_cell_of_the_default_grid_is_its_model(compose_cfg, name, feedback, peek, attention):
+    model = compose_cfg(f"model={name}", "model.depth=2").model
     assert (model.feedback, model.peek, str(model.attention), model.depth) == (
         feedback, peek, attention, 2)
     assert model.bridge is feedback  # the Sutskever family bridges; RepeatVector does not

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from mlflow.exceptions import MlflowException
 
-from pipeline.tracking.mlflow_run import log_datasets
+from pipeline.tracking.artifacts import log_datasets
 
 UNIQUE_VIOLATION = ('(psycopg2.errors.UniqueViolation) duplicate key value violates unique '
                     'constraint "dataset_pk" DETAIL: Key (...)=(1, reverse-train, 3dd4) '

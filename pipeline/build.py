@@ -1,0 +1,130 @@
+"""Everything a run needs, built from the config before its MLflow run exists.
+
+config -> data + module -> trainer. :func:`settle` checks the settings the schemas and this
+machine can judge; :func:`build` then builds every object that can still refuse a value
+(the data module's splits, the model on the meta device against free memory, the optimizer
+and scheduler called on the real parameters, the callbacks, the Trainer) inside
+:func:`blame`, which turns whatever a library raises into a ``ConfigError`` naming the key
+the user set, its value and the library's own words. Nothing here opens the tracking store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import lightning as L
+import psutil
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from pipeline.config import ConfigError, check_environment, validate
+from pipeline.data import Seq2SeqDataModule
+from pipeline.data.tasks import TASKS
+from pipeline.module import Seq2SeqModule
+from pipeline.tracking.logger import RunLogger
+from pipeline.tracking.naming import override_key, task_overrides
+from pipeline.tracking.store import check_tracking_uri
+
+# Parameters, gradients and Adam's two moments, 4 bytes each; activations come on top.
+BYTES_PER_PARAMETER = 16
+
+
+@dataclass
+class Parts:
+    """A run's objects, built and checked."""
+
+    datamodule: Seq2SeqDataModule
+    module: Seq2SeqModule
+    trainer: L.Trainer
+
+
+def settle(cfg: DictConfig) -> None:
+    """Validate, check this machine and the store's address, fill the monitored metric by
+    the task's kind, and set torch's threads (and fp32 matmul precision on a GPU)."""
+    validate(cfg)
+    check_environment(cfg)
+    check_tracking_uri(cfg.logger.tracking_uri)
+    tokens = TASKS[cfg.data.task].kind == "tokens"
+    with open_dict(cfg):
+        cfg.monitor = cfg.monitor or ("val/seq_acc" if tokens else "val/loss")
+        cfg.monitor_mode = cfg.monitor_mode or ("max" if tokens else "min")
+    threads = cfg.get("threads")
+    if threads is None and HydraConfig.initialized():  # share the cores among joblib jobs
+        jobs = HydraConfig.get().launcher.get("n_jobs")
+        if jobs and jobs > 0:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+    if threads:
+        torch.set_num_threads(threads)
+    if str(cfg.trainer.accelerator) in ("gpu", "cuda"):
+        torch.set_float32_matmul_precision(cfg.accel.matmul_precision)
+
+
+def build(cfg: DictConfig, logger: RunLogger | None) -> Parts:
+    """The data module (splits built or read from the cache), the LightningModule with its
+    optimizer, and the Trainer with its callbacks and ``logger``."""
+    with blame(cfg, "data"):
+        datamodule: Seq2SeqDataModule = instantiate(cfg.data)
+        datamodule.prepare_data()
+        datamodule.setup()
+        datamodule.train_dataloader()
+    with blame(cfg, "model", "data"):
+        check_memory(cfg, Seq2SeqModule.from_config, datamodule.spec)
+        module = Seq2SeqModule.from_config(cfg, datamodule.spec)
+    if cfg.monitor not in module.monitorable:
+        raise ConfigError("monitor", cfg.monitor, "one of the metrics this task logs: "
+                          + ", ".join(sorted(module.monitorable)))
+    with blame(cfg, "optimizer", "scheduler"):
+        module.configure_optimizers()
+    with blame(cfg, "callbacks", "monitor", "monitor_mode"):
+        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    with blame(cfg, "trainer"):
+        trainer: L.Trainer = instantiate(cfg.trainer, logger=logger or False,
+                                         callbacks=callbacks)
+    return Parts(datamodule, module, trainer)
+
+
+def check_memory(cfg: DictConfig, make, spec) -> None:
+    """Build the module on the meta device (no memory) and refuse one whose parameters,
+    gradients and optimizer state would not fit in the memory free now."""
+    with torch.device("meta"):
+        params = sum(p.numel() for p in make(cfg, spec).parameters())
+    gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda") and torch.cuda.is_available()
+    free = torch.cuda.mem_get_info()[0] if gpu else psutil.virtual_memory().available
+    need = params * BYTES_PER_PARAMETER
+    if need > free:
+        raise MemoryError(f"the model has {params:,} parameters and needs about "
+                          f"{need / 2**30:.1f} GiB to train; {free / 2**30:.1f} GiB are free")
+
+
+@contextmanager
+def blame(cfg: DictConfig, *groups: str) -> Iterator[None]:
+    """Turn an error raised while building ``groups`` into a ConfigError naming the
+    setting that caused it: the command-line override(s) under those groups, else the
+    group's own choice."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as err:
+        words = str(err).strip().splitlines()[0][:300] if str(err).strip() else repr(err)
+        words = f"{type(err).__name__}: {words}" if isinstance(err, KeyError) else words
+        keys = [k for k in (override_key(o) for o in task_overrides())
+                if any(k == g or k.startswith(f"{g}.") for g in groups)] or [groups[0]]
+        values = [setting(cfg, k) for k in keys]
+        if len(keys) == 1:
+            raise ConfigError(keys[0], values[0], words) from err
+        raise ConfigError(tuple(keys), tuple(values), words) from err
+
+
+def setting(cfg: DictConfig, key: str):
+    """What ``key`` is set to: a config group's choice (``data`` -> ``g2p``) or a value."""
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    if key in choices:
+        return choices[key]
+    value = OmegaConf.select(cfg, key, default=None)
+    return OmegaConf.to_object(value) if OmegaConf.is_config(value) else value

@@ -1,0 +1,75 @@
+"""The end-of-training report, a Lightning callback (``conf/callbacks/report.yaml``).
+
+After ``fit``: the best checkpoint's monitored value as ``best/<monitor>``. After ``test``
+(which ran on the best checkpoint's weights): the model with its vocabularies, then a sample
+table of the first test examples decoded, attention heatmaps of a few of them, and the
+test accuracy by input length. Only the global-zero rank logs.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from importlib.metadata import version
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from pipeline.data.vocab import VOCAB_FILE, vocabularies_json
+from pipeline.decode import decode
+from pipeline.tracking import artifacts, plots
+
+log = logging.getLogger(__name__)
+
+
+class Report(Callback):
+    """Logs the best score, the model and the report to the trainer's MLflow run."""
+
+    def __init__(self, examples: int = 50, heatmaps: int = 4):
+        self.examples, self.heatmaps = examples, heatmaps
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        checkpoint = trainer.checkpoint_callback
+        if not trainer.is_global_zero or checkpoint is None or checkpoint.monitor is None:
+            return
+        if checkpoint.best_model_score is not None:
+            run = trainer.logger.experiment, trainer.logger.run_id
+            run[0].log_metric(run[1], f"best/{checkpoint.monitor}",
+                              float(checkpoint.best_model_score))
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        client, run_id = trainer.logger.experiment, trainer.logger.run_id
+        datamodule, hparams = trainer.datamodule, pl_module.hparams
+        net = copy.deepcopy(pl_module.net).cpu().eval()
+        vocabs = datamodule.vocabs
+        extra = None if vocabs is None else {VOCAB_FILE: vocabularies_json(*vocabs)}
+        requirements = [f"{p}=={version(p)}" for p in ("torch", "seq2seq-pipeline")]
+        artifacts.log_model(trainer.logger.tracking_uri, run_id, net, requirements, extra)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        test_metric = hparams.monitor.replace("val/", "test/")
+        log.info("%s: %s", test_metric, metrics.get(test_metric))
+        if vocabs is None:
+            return
+        test = datamodule.dataset("test")
+        rows = [test[i] for i in range(min(self.examples, len(test)))]
+        examples = decode(net, [vocabs[0].decode(r["src"]) for r in rows], vocabs,
+                          hparams.max_decode_len, hparams.beam_size,
+                          [vocabs[1].decode(r["tgt"]) for r in rows])
+        client.log_table(run_id, {
+            "input": [" ".join(e.source) for e in examples],
+            "target": [" ".join(e.target) for e in examples],
+            "prediction": [" ".join(e.prediction) for e in examples],
+            "correct": [e.prediction == e.target for e in examples],
+        }, "samples.json")
+        for i, e in enumerate(examples[: self.heatmaps]):
+            if e.attention is not None:
+                fig = plots.attention_heatmap(e.attention, e.source, [*e.prediction, "</s>"])
+                client.log_figure(run_id, fig, f"plots/attention_{i}.png")
+                plots.plt.close(fig)
+        curve = plots.bucket_curves(metrics)
+        if len(curve):
+            fig = plots.accuracy_by_length({"test": curve})
+            client.log_figure(run_id, fig, "plots/accuracy_by_length.png")
+            plots.plt.close(fig)

@@ -1,0 +1,76 @@
+"""Lightning's MLflow logger for one training, and how a job makes it.
+
+Lightning's ``MLFlowLogger.finalize`` closes the MLflow run when ``fit`` ends, before the
+test, the model upload and the report; a run killed then looked FINISHED. :class:`RunLogger`
+uploads the checkpoints as its parent does but leaves the run's status to its owner
+(``pipeline.tracking.run.tracked_run``), which closes it once everything is logged.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import MLFlowLogger
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.tracking.handoff import sweep_info
+from pipeline.tracking.naming import config_hash, run_name, task_overrides, variant_name
+from pipeline.tracking.store import server_gone
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class RunLogger(MLFlowLogger):
+    """``MLFlowLogger`` that never ends the run itself, and that skips the final checkpoint
+    uploads when the tracking server went away (each would wait out MLflow's retries)."""
+
+    def finalize(self, status: str = "success") -> None:
+        if not self._initialized or (status == "failed" and server_gone(self._tracking_uri)):
+            return
+        if self._checkpoint_callback:
+            self._scan_and_log_checkpoints(self._checkpoint_callback)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._tracking_uri
+
+
+def checkpoint_dir(cfg: DictConfig) -> str | None:
+    """Where this run's ModelCheckpoint writes, or None without one."""
+    return OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath")
+
+
+def git_dirty() -> str:
+    """"true"/"false": uncommitted changes in the project's checkout ("unknown" outside git)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return "unknown" if out.returncode else str(bool(out.stdout.strip())).lower()
+
+
+def make_logger(cfg: DictConfig, run_id: str | None = None) -> RunLogger:
+    """The logger for this job: readable name, tags, child of the sweep's run; with
+    ``run_id``, it continues that run (a resumed job). Nothing touches the store until the
+    run is first used (``logger.experiment``)."""
+    tags = {
+        "variant": variant_name(cfg.model),
+        "task": cfg.data.task,
+        "overrides": " ".join(task_overrides())[:5000],
+        "monitor": cfg.monitor,
+        "monitor_mode": cfg.monitor_mode,
+        "config_hash": config_hash(cfg),
+        "host": socket.gethostname(),
+        "git.dirty": git_dirty(),
+        "checkpoint_dir": checkpoint_dir(cfg) or "",
+        "job_dir": str(cfg.paths.run_dir),
+    }
+    tags.update({f"tag.{t}": "true" for t in cfg.get("tags") or []})
+    info = sweep_info()
+    if info is not None:
+        tags["mlflow.parentRunId"] = info.run_id
+    return instantiate(cfg.logger, run_name=run_name(cfg), tags=tags, run_id=run_id)

@@ -1,0 +1,99 @@
+"""One training's MLflow run, from its creation to its final status.
+
+:func:`tracked_run` opens the store (under its lock), creates the run (or reopens an
+interrupted one), logs what a new run records up front, and starts the system metrics.
+The run is FINISHED only when the block ends without an error, after the test, the model
+and the report; any error ends it FAILED (KILLED on Ctrl-C or SIGTERM) with the error as a
+tag and the traceback as an artifact, except a tracking server that went away, which
+leaves it RUNNING and stops in one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from lightning.pytorch.utilities import rank_zero_only
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from omegaconf import DictConfig
+
+from pipeline.tracking import artifacts, resume
+from pipeline.tracking.logger import RunLogger, checkpoint_dir
+from pipeline.tracking.store import (
+    TrackingServerGone,
+    ensure_experiment,
+    open_store,
+    server_gone,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackedRun:
+    client: MlflowClient
+    run_id: str
+
+    def metrics(self) -> dict[str, float]:
+        """What the run holds now: every metric's last value."""
+        return dict(self.client.get_run(self.run_id).data.metrics)
+
+
+@contextmanager
+def tracked_run(cfg: DictConfig, logger: RunLogger, previous: Run | None,
+                resume_from: str | None, datamodule) -> Iterator[TrackedRun]:
+    """The run of ``logger``, new or (``resume_from``) the earlier attempt ``previous``
+    continued; a new run logs the data module's splits as its dataset inputs."""
+    uri = cfg.logger.tracking_uri
+    open_store(uri)
+    ensure_experiment(uri, cfg.logger.experiment_name, cfg.logger.artifact_location)
+    client, run_id = logger.experiment, logger.run_id
+    if resume_from:
+        log.info("continuing run %s from %s", run_id, resume_from)
+        client.update_run(run_id, status="RUNNING")
+        for key in ("checkpoint_dir", "job_dir", "overrides", "host", "git.dirty"):
+            client.set_tag(run_id, key, logger.tags[key])
+        client.set_tag(run_id, "resumed_from", resume_from)
+    else:
+        if previous is not None:
+            resume.supersede(client, previous, run_id)
+        artifacts.log_config(client, run_id, cfg)
+        splits = {split: datamodule.arrays(split) for split in ("train", "val", "test")}
+        artifacts.log_datasets(client, run_id, cfg.data.task, splits)
+    # Ranks that SLURM or torchrun started run this too; only rank 0 has a real run.
+    monitor = (artifacts.start_system_metrics(run_id, uri) if rank_zero_only.rank == 0
+               else None)
+    gone = False
+    try:
+        yield TrackedRun(client, run_id)
+    except BaseException as err:
+        gone = server_gone(uri)
+        if gone:  # nothing more can be recorded; say so in one line
+            raise TrackingServerGone(uri, err, checkpoint_dir(cfg) or cfg.paths.run_dir) from err
+        artifacts.record_failure(client, run_id, err)
+        raise
+    else:
+        client.set_terminated(run_id, "FINISHED")
+        drop_local_checkpoints(client, run_id, checkpoint_dir(cfg))
+    finally:
+        if monitor is not None and not gone:  # after the server went away, its last
+            monitor.finish()  # upload would wait out MLflow's retries once more
+
+
+def drop_local_checkpoints(client: MlflowClient, run_id: str, folder: str | None) -> None:
+    """Once a run FINISHED, its checkpoints live in its artifacts (the logger uploaded them):
+    the run folder's copies served only to resume it, so each file is kept once (and an
+    ``interrupted.ckpt`` it was resumed from is spent)."""
+    if folder is None or not Path(folder).is_dir():
+        return
+    uploaded = {a.path for a in client.list_artifacts(run_id)} | {"interrupted"}
+    for ckpt in Path(folder).glob("*.ckpt"):
+        if ckpt.stem in uploaded:
+            ckpt.unlink()
+    if not any(Path(folder).iterdir()):
+        shutil.rmtree(folder)
