@@ -61,6 +61,7 @@ sweep: $(NEEDS)  ## Run a sweep (SWEEP=grid|variants|optuna, JOBS=2 side by side
 		$(if $(SWEEP_ID),sweep_id=$(SWEEP_ID)) $(ARGS)
 
 ui: $(NEEDS)  ## Browse the results: MLflow UI on http://127.0.0.1:5000 (HOST=, PORT=)
+	$(PY) -m pipeline.tracking.store sqlite:///$(CURDIR)/outputs/mlflow.db
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PY) -m mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
 		--default-artifact-root file://$(CURDIR)/outputs/mlartifacts --host $(HOST) --port $(PORT)
 

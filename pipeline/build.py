@@ -19,6 +19,7 @@ import lightning as L
 import psutil
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -26,7 +27,6 @@ from pipeline.config import ConfigError, check_environment, validate
 from pipeline.data import Seq2SeqDataModule
 from pipeline.data.tasks import TASKS
 from pipeline.module import Seq2SeqModule
-from pipeline.tracking.logger import RunLogger
 from pipeline.tracking.naming import override_key, task_overrides
 from pipeline.tracking.store import check_tracking_uri
 
@@ -64,17 +64,21 @@ def settle(cfg: DictConfig) -> None:
         torch.set_float32_matmul_precision(cfg.accel.matmul_precision)
 
 
-def build(cfg: DictConfig, logger: RunLogger | None) -> Parts:
+def build(cfg: DictConfig) -> Parts:
     """The data module (splits built or read from the cache), the LightningModule with its
-    optimizer, and the Trainer with its callbacks and ``logger``."""
+    optimizer, and the Trainer with its callbacks; its logger comes with the run
+    (``pipeline.tracking.run``), so building touches no store."""
     with blame(cfg, "data"):
         datamodule: Seq2SeqDataModule = instantiate(cfg.data)
         datamodule.prepare_data()
         datamodule.setup()
         datamodule.train_dataloader()
+    with blame(cfg, "optimizer", "scheduler"):
+        optimizer = instantiate(cfg.optimizer)
+        scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
     with blame(cfg, "model", "data"):
         check_memory(cfg, Seq2SeqModule.from_config, datamodule.spec)
-        module = Seq2SeqModule.from_config(cfg, datamodule.spec)
+        module = Seq2SeqModule.from_config(cfg, datamodule.spec, optimizer, scheduler)
     if cfg.monitor not in module.monitorable:
         raise ConfigError("monitor", cfg.monitor, "one of the metrics this task logs: "
                           + ", ".join(sorted(module.monitorable)))
@@ -83,8 +87,7 @@ def build(cfg: DictConfig, logger: RunLogger | None) -> Parts:
     with blame(cfg, "callbacks", "monitor", "monitor_mode"):
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     with blame(cfg, "trainer"):
-        trainer: L.Trainer = instantiate(cfg.trainer, logger=logger or False,
-                                         callbacks=callbacks)
+        trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=callbacks)
     return Parts(datamodule, module, trainer)
 
 
@@ -111,14 +114,23 @@ def blame(cfg: DictConfig, *groups: str) -> Iterator[None]:
     except ConfigError:
         raise
     except Exception as err:
-        words = str(err).strip().splitlines()[0][:300] if str(err).strip() else repr(err)
-        words = f"{type(err).__name__}: {words}" if isinstance(err, KeyError) else words
+        words = library_words(err)
         keys = [k for k in (override_key(o) for o in task_overrides())
                 if any(k == g or k.startswith(f"{g}.") for g in groups)] or [groups[0]]
         values = [setting(cfg, k) for k in keys]
         if len(keys) == 1:
             raise ConfigError(keys[0], values[0], words) from err
         raise ConfigError(tuple(keys), tuple(values), words) from err
+
+
+def library_words(err: BaseException) -> str:
+    """The first line of what the raising library said (through Hydra's instantiation
+    wrapper, whose own line only names the target)."""
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    words = " ".join(lines[:2] if lines and lines[0].endswith(":") else lines[:1])[:300]
+    return f"{type(err).__name__}: {words}" if isinstance(err, KeyError) or not words else words
 
 
 def setting(cfg: DictConfig, key: str):

@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from pipeline.data.tasks import TASKS
 from pipeline.models.attention import AttentionType
 from pipeline.models.cells import Cell
 
@@ -25,6 +26,8 @@ from pipeline.models.cells import Cell
 MAX_SPLIT_SIZE = 10_000_000
 MAX_SEQUENCE_LENGTH = 1_000
 MAX_VOCAB_SIZE = 1_000_000
+MAX_DEPTH = 64
+MAX_BEAM = 100
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
@@ -169,13 +172,16 @@ def _is_int(v: Any) -> bool:
 def validate(cfg: DictConfig) -> None:
     """Reject ranges and combinations that cannot work, before any work is done."""
     m, d = cfg.model, cfg.data
+    _check(d.task in TASKS, "data.task", d.task, f"one of {', '.join(sorted(TASKS))} (or "
+           "data=<task> for its defaults)")
     depth = m.depth
-    depth_ok = (_is_int(depth) and depth >= 1) or (
+    depth_ok = (_is_int(depth) and 1 <= depth <= MAX_DEPTH) or (
         isinstance(depth, ListConfig | list) and len(depth) == 2
-        and all(_is_int(x) and x >= 1 for x in depth)
+        and all(_is_int(x) and 1 <= x <= MAX_DEPTH for x in depth)
     )
     _check(depth_ok, "model.depth", OmegaConf.to_object(depth) if isinstance(depth, ListConfig)
-           else depth, "an int >= 1, or an [encoder, decoder] pair such as [2, 3]")
+           else depth, f"an int >= 1, or an [encoder, decoder] pair such as [2, 3] (layers "
+           f"<= {MAX_DEPTH})")
     _check(m.hidden_dim >= 1, "model.hidden_dim", m.hidden_dim, "an int >= 1")
     _check(m.embed_dim is None or m.embed_dim >= 1, "model.embed_dim", m.embed_dim,
            "null (= hidden_dim) or an int >= 1")
@@ -200,13 +206,33 @@ def validate(cfg: DictConfig) -> None:
     if "vocab_size" in d:
         _check(1 <= d.vocab_size <= MAX_VOCAB_SIZE, "data.vocab_size", d.vocab_size,
                f"an int in [1, {MAX_VOCAB_SIZE:,}]")
-    _check(cfg.eval.beam_size >= 1, "eval.beam_size", cfg.eval.beam_size, "an int >= 1")
     width = cfg.eval.get("bucket_width")
     _check(width is None or (_is_int(width) and width >= 1), "eval.bucket_width", width,
            "null (about 5 buckets) or an int >= 1")
+    _check(1 <= cfg.eval.beam_size <= MAX_BEAM, "eval.beam_size", cfg.eval.beam_size,
+           f"an int in [1, {MAX_BEAM}]")
     precision = cfg.accel.matmul_precision
     _check(precision in MATMUL_PRECISIONS, "accel.matmul_precision", precision,
            f"one of {', '.join(MATMUL_PRECISIONS)}")
+    validate_trainer(cfg.trainer)
+
+
+def validate_trainer(t: DictConfig) -> None:
+    """The Trainer's numeric knobs whose bad values Lightning would only judge in ``fit``
+    (or take to mean "forever"): what Lightning refuses when it is built, ``build`` reports."""
+    _check(_is_int(t.max_epochs) and t.max_epochs >= 1, "trainer.max_epochs", t.max_epochs,
+           "an int >= 1")
+    min_epochs = t.get("min_epochs")
+    _check(min_epochs is None or (_is_int(min_epochs) and 0 <= min_epochs <= t.max_epochs),
+           "trainer.min_epochs", min_epochs, f"null or an int in [0, trainer.max_epochs "
+           f"({t.max_epochs})]")
+    for key in ("check_val_every_n_epoch", "log_every_n_steps"):
+        value = t.get(key)
+        _check(value is None or (_is_int(value) and value >= 1), f"trainer.{key}", value,
+               "null or an int >= 1")
+    clip = t.get("gradient_clip_val")
+    _check(clip is None or (isinstance(clip, int | float) and 0 <= clip < float("inf")),
+           "trainer.gradient_clip_val", clip, "null or a number >= 0 (0: no clipping)")
 
 
 def check_environment(cfg: DictConfig) -> None:
@@ -217,8 +243,12 @@ def check_environment(cfg: DictConfig) -> None:
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError("trainer.accelerator", accelerator,
                           "this machine has no GPU: use trainer=cpu or trainer=ddp_cpu")
+    gpus = accelerator in ("gpu", "cuda")
+    available = torch.cuda.device_count() if gpus else (os.cpu_count() or 1)
+    _check(devices in (-1, "auto") or (_is_int(devices) and 1 <= devices <= available),
+           "trainer.devices", devices, f"-1, auto, or an int in [1, {available}] (this "
+           f"machine's {'GPUs' if gpus else 'cores'})")
     if "ddp" in str(trainer.get("strategy")):
-        gpus = accelerator in ("gpu", "cuda")
         n = torch.cuda.device_count() if gpus and devices in (-1, "auto") else devices
         _check(isinstance(n, int) and n >= 2, "trainer.devices", devices,
                "at least 2 devices for DDP"

@@ -85,16 +85,18 @@ class Seq2SeqModule(L.LightningModule):
         self._epoch_start: float | None = None
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, spec: DataSpec) -> Seq2SeqModule:
-        """The module ``cfg`` describes, sized by the data (kind, vocabularies, lengths)."""
+    def from_config(cls, cfg: DictConfig, spec: DataSpec, optimizer=None,
+                    scheduler=None) -> Seq2SeqModule:
+        """The module ``cfg`` describes, sized by the data (kind, vocabularies, lengths), with
+        the optimizer and scheduler partials (default: Adam)."""
         net = OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True)
         net.update(kind=spec.kind, input_dim=spec.input_dim, output_dim=spec.output_dim)
         if spec.kind == "vectors":
             net["output_length"] = spec.max_target_len
         return cls(
             net=net,
-            optimizer=instantiate(cfg.optimizer),
-            scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
+            optimizer=optimizer,
+            scheduler=scheduler,
             monitor=cfg.monitor,
             beam_size=cfg.eval.beam_size,
             length_penalty=cfg.eval.length_penalty,

@@ -15,7 +15,6 @@ from omegaconf import DictConfig
 
 from pipeline.build import build, settle
 from pipeline.tracking import resume
-from pipeline.tracking.logger import make_logger
 from pipeline.tracking.outcome import JobOutcome
 from pipeline.tracking.run import tracked_run
 from pipeline.tracking.sweep_callback import MLflowSweepCallback
@@ -42,9 +41,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     resume_from = (resume.resume_checkpoint(previous)
                    if previous is not None and previous.info.status != "FAILED" else None)
     L.seed_everything(cfg.seed, workers=True)
-    logger = make_logger(cfg, run_id=previous.info.run_id if resume_from else None)
-    parts = build(cfg, logger)
-    with tracked_run(cfg, logger, previous, resume_from, parts.datamodule) as run:
+    parts = build(cfg)
+    with tracked_run(cfg, parts.trainer, parts.datamodule, previous, resume_from) as run:
         parts.trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=resume_from,
                           weights_only=False)
         checkpoint = parts.trainer.checkpoint_callback

@@ -31,25 +31,26 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def compose_config(folder: Path, *overrides: str) -> DictConfig:
+    """``conf/train.yaml`` with ``overrides``, writing only under ``folder``, as the app
+    sees it (Hydra's config set, the task function without the hydra node)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[f"paths.output_dir={folder}", f"paths.run_dir={folder}/run", *overrides],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg
+
+
 @pytest.fixture
 def compose_cfg(tmp_path):
     """compose_cfg(*overrides) -> the composed config, writing only under tmp_path."""
-
-    def _compose(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-            cfg = compose(
-                "train",
-                overrides=[f"paths.output_dir={tmp_path}", f"paths.run_dir={tmp_path}/run",
-                           *overrides],
-                return_hydra_config=True,
-            )
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg.hydra  # as in the app: the task function never sees the hydra node
-        return cfg
-
-    yield _compose
+    yield lambda *overrides: compose_config(tmp_path, *overrides)
     GlobalHydra.instance().clear()
 
 

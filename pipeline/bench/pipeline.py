@@ -65,10 +65,10 @@ def overhead(train_size: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         cfg = default_config(workdir, [f"data.train_size={train_size}",
                                        f"data.cache_dir={workdir}/data"])
-        parts = build(cfg, logger=None)
+        parts = build(cfg)
         datamodule, module = parts.datamodule, parts.module
         start = {k: v.clone() for k, v in module.state_dict().items()}
-        net = build(cfg, logger=None).module.net
+        net = build(cfg).module.net
         max_len = module.hparams.max_decode_len
         runs = iter(range(1000))
 

@@ -24,14 +24,25 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class RunLogger(MLFlowLogger):
-    """``MLFlowLogger`` that never ends the run itself, and that skips the final checkpoint
-    uploads when the tracking server went away (each would wait out MLflow's retries)."""
+    """``MLFlowLogger`` that never ends the run itself, uploads the checkpoints of every
+    ``ModelCheckpoint`` (the best and the last), and skips those uploads when the tracking
+    server went away (each would wait out MLflow's retries)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._checkpoint_callbacks: dict[tuple, object] = {}
+
+    def after_save_checkpoint(self, checkpoint_callback) -> None:
+        super().after_save_checkpoint(checkpoint_callback)
+        key = (checkpoint_callback.dirpath, checkpoint_callback.filename,
+               checkpoint_callback.monitor)  # Lightning hands a fresh weak proxy each time
+        self._checkpoint_callbacks[key] = checkpoint_callback
 
     def finalize(self, status: str = "success") -> None:
         if not self._initialized or (status == "failed" and server_gone(self._tracking_uri)):
             return
-        if self._checkpoint_callback:
-            self._scan_and_log_checkpoints(self._checkpoint_callback)
+        for callback in self._checkpoint_callbacks.values():
+            self._scan_and_log_checkpoints(callback)
 
     @property
     def tracking_uri(self) -> str:

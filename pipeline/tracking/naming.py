@@ -17,10 +17,10 @@ MAX_PARAM_LENGTH = 6000
 SECRET = re.compile(r"pass(word|wd)?|secret|token|api_?key|credential", re.IGNORECASE)
 # Overrides that say where results go, not what is trained: left out of run names.
 _INFRA_PREFIXES = ("logger.", "paths.", "hydra.", "trainer.enable_", "hparams_search")
-# Flattened keys that only place outputs (or resume a sweep): left out of the config hash.
-_PLACEMENT_KEYS = ("paths.", "logger.", "tags", "trainer.default_root_dir",
-                   "callbacks.model_checkpoint.dirpath", "callbacks.on_exception.dirpath",
-                   "data.cache_dir", "sweep_id")
+# Flattened keys that only place outputs (or resume a sweep): left out of the config hash,
+# with every callback's dirpath.
+_PLACEMENT_KEYS = ("paths.", "logger.", "tags", "trainer.default_root_dir", "data.cache_dir",
+                   "sweep_id")
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
@@ -43,7 +43,8 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
 def config_hash(cfg: DictConfig) -> str:
     """A digest of everything that decides the result (not where outputs go): runs with
     the same hash should agree, and a resumed sweep finds earlier attempts by it."""
-    flat = {k: v for k, v in flatten(cfg).items() if not k.startswith(_PLACEMENT_KEYS)}
+    flat = {k: v for k, v in flatten(cfg).items() if not k.startswith(_PLACEMENT_KEYS)
+            and not (k.startswith("callbacks.") and k.endswith(".dirpath"))}
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from pipeline.tracking.handoff import sweep_info
 from pipeline.tracking.naming import config_hash
+from pipeline.tracking.store import open_store
 
 # Where a run's checkpoints are, newest first: what a resumed job continues from.
 RESUME_FILES = ("interrupted.ckpt", "last.ckpt")
@@ -27,6 +28,7 @@ def previous_attempt(cfg: DictConfig) -> Run | None:
     info = sweep_info()
     if info is None or not info.resume:
         return None
+    open_store(cfg.logger.tracking_uri)
     runs = MlflowClient(cfg.logger.tracking_uri).search_runs(
         [info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{info.run_id}' "

@@ -23,7 +23,7 @@ from mlflow.entities import Run
 from omegaconf import DictConfig
 
 from pipeline.tracking import artifacts, resume
-from pipeline.tracking.logger import RunLogger, checkpoint_dir
+from pipeline.tracking.logger import checkpoint_dir, make_logger
 from pipeline.tracking.store import (
     TrackingServerGone,
     ensure_experiment,
@@ -45,13 +45,15 @@ class TrackedRun:
 
 
 @contextmanager
-def tracked_run(cfg: DictConfig, logger: RunLogger, previous: Run | None,
-                resume_from: str | None, datamodule) -> Iterator[TrackedRun]:
-    """The run of ``logger``, new or (``resume_from``) the earlier attempt ``previous``
-    continued; a new run logs the data module's splits as its dataset inputs."""
+def tracked_run(cfg: DictConfig, trainer, datamodule, previous: Run | None,
+                resume_from: str | None) -> Iterator[TrackedRun]:
+    """This job's run, new or (``resume_from``) the earlier attempt ``previous`` continued,
+    given to ``trainer`` as its logger; a new run logs the data module's splits as its
+    dataset inputs."""
     uri = cfg.logger.tracking_uri
     open_store(uri)
     ensure_experiment(uri, cfg.logger.experiment_name, cfg.logger.artifact_location)
+    trainer.logger = logger = make_logger(cfg, previous.info.run_id if resume_from else None)
     client, run_id = logger.experiment, logger.run_id
     if resume_from:
         log.info("continuing run %s from %s", run_id, resume_from)

@@ -200,3 +200,49 @@ def test_resume_with_an_unknown_sweep_id_stops_in_one_line(tmp_path):
     assert result.returncode == 2
     assert "sweep_id='nope' is invalid: the run id of a sweep's parent run" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_jobs_killed_at_any_stage_resume_to_complete_runs(tmp_path):
+    """Four jobs, each SIGKILLed once at another stage (training, between fit and test,
+    during test, during the model upload), the sweep resumed after each kill: every child
+    ends FINISHED with its test metrics and its model, in its own run, no epoch trained
+    twice."""
+    markers = tmp_path / "killed"
+    args = ["-m", *TINY, "trainer.max_epochs=3", "+callbacks.kill._target_=tests.killer.KillAt",
+            "+callbacks.kill.stage=training,after_fit,test,upload",
+            f"+callbacks.kill.marker_dir={markers}"]
+    result = run_cli(*args, output_dir=tmp_path)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    parent = json.loads((sweep_dir / "mlflow_parent_run.json").read_text())["run_id"]
+    for _ in range(4):
+        result = run_cli(*args, f"sweep_id={parent}", output_dir=tmp_path)
+        if result.returncode != -signal.SIGKILL:
+            break
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in markers.iterdir()) == [
+        "after_fit.killed", "test.killed", "training.killed", "upload.killed"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]
+    assert len(children) == 4  # each job kept its own run: none superseded
+    for child in children:
+        stage = child.data.params["callbacks.kill.stage"]
+        assert child.info.status == "FINISHED", stage
+        assert "test/seq_acc" in child.data.metrics and child.data.tags["model_uri"], stage
+        assert "resumed_from" in child.data.tags, stage
+        epochs = client.get_metric_history(child.info.run_id, "val/loss")
+        assert len(epochs) == 3, stage  # none trained twice
+    assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_a_finished_sweep_keeps_each_checkpoint_once(tmp_path):
+    """The run folders keep no checkpoint once their runs finished; the artifact store holds
+    each run's best and last checkpoints once, and its model."""
+    result = run_cli("-m", *TINY, "model.depth=1,2", "trainer.max_epochs=2", output_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list((tmp_path / "sweeps").rglob("*.ckpt"))
+    stored = list((tmp_path / "mlartifacts").rglob("*.ckpt"))
+    assert len(stored) == 4  # 2 runs x (best, last)
+    assert len({p.name for p in stored if p.name != "last.ckpt"}) >= 1
+    assert len(list((tmp_path / "mlartifacts").rglob("model.pth"))) == 2
