@@ -14,8 +14,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import lightning as L
 import psutil
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -24,11 +24,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline.config import ConfigError, check_environment, validate
-from pipeline.data import Seq2SeqDataModule
 from pipeline.data.tasks import TASKS
-from pipeline.module import Seq2SeqModule
 from pipeline.tracking.naming import override_key, task_overrides
 from pipeline.tracking.store import check_tracking_uri
+
+if TYPE_CHECKING:  # Lightning takes seconds to import: a bad setting is refused before it
+    import lightning as L
+
+    from pipeline.data import Seq2SeqDataModule
+    from pipeline.module import Seq2SeqModule
 
 # Parameters, gradients and Adam's two moments, 4 bytes each; activations come on top.
 BYTES_PER_PARAMETER = 16
@@ -68,8 +72,10 @@ def build(cfg: DictConfig) -> Parts:
     """The data module (splits built or read from the cache), the LightningModule with its
     optimizer, and the Trainer with its callbacks; its logger comes with the run
     (``pipeline.tracking.run``), so building touches no store."""
+    from pipeline.module import Seq2SeqModule
+
     with blame(cfg, "data"):
-        datamodule: Seq2SeqDataModule = instantiate(cfg.data)
+        datamodule = instantiate(cfg.data)
         datamodule.prepare_data()
         datamodule.setup()
         datamodule.train_dataloader()
@@ -87,7 +93,7 @@ def build(cfg: DictConfig) -> Parts:
     with blame(cfg, "callbacks", "monitor", "monitor_mode"):
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     with blame(cfg, "trainer"):
-        trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=callbacks)
+        trainer = instantiate(cfg.trainer, logger=False, callbacks=callbacks)
     return Parts(datamodule, module, trainer)
 
 

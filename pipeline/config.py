@@ -245,9 +245,10 @@ def check_environment(cfg: DictConfig) -> None:
                           "this machine has no GPU: use trainer=cpu or trainer=ddp_cpu")
     gpus = accelerator in ("gpu", "cuda")
     available = torch.cuda.device_count() if gpus else (os.cpu_count() or 1)
-    _check(devices in (-1, "auto") or (_is_int(devices) and 1 <= devices <= available),
-           "trainer.devices", devices, f"-1, auto, or an int in [1, {available}] (this "
-           f"machine's {'GPUs' if gpus else 'cores'})")
+    if not any(v in os.environ for v in CLUSTER_RANK_VARS):  # else the cluster started them
+        _check(devices in (-1, "auto") or (_is_int(devices) and 1 <= devices <= available),
+               "trainer.devices", devices, f"-1, auto, or an int in [1, {available}] (this "
+               f"machine's {'GPUs' if gpus else 'cores'})")
     if "ddp" in str(trainer.get("strategy")):
         n = torch.cuda.device_count() if gpus and devices in (-1, "auto") else devices
         _check(isinstance(n, int) and n >= 2, "trainer.devices", devices,

@@ -10,14 +10,10 @@ import logging
 import sys
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig
 
 from pipeline.build import build, settle
-from pipeline.tracking import resume
 from pipeline.tracking.outcome import JobOutcome
-from pipeline.tracking.run import tracked_run
-from pipeline.tracking.sweep_callback import MLflowSweepCallback
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +30,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     unfinished one continues in its own run from its newest checkpoint.
     """
     settle(cfg)
+    # Lightning and MLflow take seconds to import: only once the settings are known good.
+    import lightning as L
+
+    from pipeline.tracking import resume
+    from pipeline.tracking.run import tracked_run
+
     previous = resume.previous_attempt(cfg)
     if resume.complete(previous):
         log.info("skipped: this config already finished in run %s", previous.info.run_id)
@@ -63,4 +65,6 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     main()
+    from pipeline.tracking.sweep_callback import MLflowSweepCallback
+
     sys.exit(1 if MLflowSweepCallback.failed_jobs else 0)

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
-from mlflow import MlflowClient
-from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.tracking import sweep_report
 from pipeline.tracking.handoff import SweepInfo, write_sweep_info
 from pipeline.tracking.naming import override_key, override_values
 from pipeline.tracking.outcome import failed_job_dirs
 from pipeline.tracking.store import ensure_experiment, open_store
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list
 def resumable_parent(client: MlflowClient, run_id: str, experiment_id: str) -> Run:
     """The sweep parent run ``sweep_id`` names, or exit with one line saying what is wrong
     (Hydra turns a callback's exception into a warning and would sweep on regardless)."""
+    from mlflow.exceptions import MlflowException
+
     try:
         run = client.get_run(run_id)
     except MlflowException:
@@ -55,7 +57,8 @@ def resumable_parent(client: MlflowClient, run_id: str, experiment_id: str) -> R
 
 
 class MLflowSweepCallback(Callback):
-    """See the module docstring."""
+    """See the module docstring. Hydra makes it for every run, sweep or not: MLflow is only
+    imported once a multirun starts."""
 
     failed_jobs = 0  # of the last sweep in this process: its exit status (pipeline.train)
 
@@ -68,6 +71,8 @@ class MLflowSweepCallback(Callback):
         self.swept: list[str] = []
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlflow import MlflowClient
+
         open_store(self.tracking_uri)
         self.experiment_id = ensure_experiment(
             self.tracking_uri, self.experiment_name, self.artifact_location)
@@ -102,6 +107,10 @@ class MLflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent_id is None:
             return
+        from mlflow import MlflowClient
+
+        from pipeline.tracking import sweep_report
+
         client = MlflowClient(self.tracking_uri)
         runs = child_runs(client, self.experiment_id, self.parent_id)
         sweep_dir = Path(config.hydra.sweep.dir)

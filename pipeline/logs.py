@@ -1,0 +1,49 @@
+"""Quiet, informative output: the library messages this project causes upstream or cannot
+act on, filtered narrowly by their text, so what a run prints is the project's own lines.
+
+Each entry says why it is filtered rather than fixed:
+
+- Lightning resumes from ``ckpt_path="last"`` by itself whenever an ``OnExceptionCheckpoint``
+  is present and warns twice about it on every fresh run (a resumed run passes its path).
+- Lightning's own ``_pytree`` helper uses a deprecated torch API.
+- Lightning advertises ``litlogger`` on every Trainer.
+- MLflow warns that pickled models run code when loaded: the project logs pickles on purpose
+  (``generate`` and the search need the Python class) and its README says so.
+- MLflow draws artifact-download progress bars, one per model saved or loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+WARNINGS = (
+    r"`\.(fit|validate|test)\(ckpt_path=None\)` was called without a model",
+    r'\.(fit|validate|test)\(ckpt_path="last"\) is set, but there is no last checkpoint',
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+LOG_LINES = {
+    "lightning.pytorch.utilities.rank_zero": "💡 Tip: For seamless cloud logging",
+    "mlflow.pytorch": "Saving pytorch model by Pickle or CloudPickle format",
+}
+
+
+class _Drop(logging.Filter):
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.start)
+
+
+def quiet() -> None:
+    """Install the filters (idempotent); call before the libraries log."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for message in WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    for name, start in LOG_LINES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Drop) and f.start == start for f in logger.filters):
+            logger.addFilter(_Drop(start))
