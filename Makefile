@@ -28,7 +28,7 @@ PYTEST_ARGS ?=
 SYSTEM_PACKAGES := chromium postgresql
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 
-.PHONY: help install system-deps train sweep ui server bench gpu-check test lint clean
+.PHONY: help install system-deps train sweep ui server bench gpu-check test test-fast lint clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -77,6 +77,10 @@ gpu-check: $(NEEDS)  ## On an NVIDIA GPU: the gpu tests and the GPU benchmark, o
 test: $(NEEDS) system-deps  ## Lint and run the test suite
 	$(PY) -m ruff check pipeline tests
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(NEEDS)  ## Lint and the fast tests (no end-to-end runs): under a minute
+	$(PY) -m ruff check pipeline tests
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(NEEDS)  ## ruff
 	$(PY) -m ruff check pipeline tests

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.config import ConfigError
 from pipeline.data.vocab import SPECIALS, VOCAB_FILE, Vocab, load_vocabularies
 from pipeline.decode import decode
+from pipeline.logs import quiet
 from pipeline.models import EncoderDecoder
 from pipeline.tracking.store import StoreError, open_store, sqlite_path
 
@@ -94,6 +95,7 @@ def main(cfg: DictConfig) -> None:
     """Print one prediction per input."""
     import mlflow
 
+    quiet()
     try:
         if cfg.unknown not in ("error", "unk"):
             raise ConfigError("unknown", cfg.unknown, "error or unk")

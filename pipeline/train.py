@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from pipeline.build import build, settle
+from pipeline.logs import quiet
 from pipeline.tracking.outcome import JobOutcome
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored metric for sweepers that optimise it (NaN
     for a job that failed: the sweep goes on). See ``pipeline.tracking.outcome``."""
+    quiet()
     with JobOutcome():
         return train(cfg).get(f"best/{cfg.monitor}")
     return float("nan")

@@ -20,14 +20,19 @@ CONF = str(ROOT / "conf")
 TINY = ["debug=fast", "data.max_len=5", "data.vocab_size=6"]
 
 
+# Tiny models train fastest on one thread (two would fight the subprocesses tests start).
+torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config, items):
-    """``gpu`` tests skip, with the reason, where CUDA is absent (``make test`` in CI)."""
-    if torch.cuda.is_available():
-        return
+    """Everything under ``tests/integration`` is an end-to-end test (``slow``); ``gpu``
+    tests skip, with the reason, where CUDA is absent (``make test`` in CI)."""
     skip = pytest.mark.skip(reason=f"needs an NVIDIA GPU: CUDA is not available to torch "
                                    f"{torch.__version__} here (run them with make gpu-check)")
     for item in items:
-        if "gpu" in item.keywords:
+        if "tests/integration/" in str(item.path).replace("\\", "/"):
+            item.add_marker(pytest.mark.slow)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from pipeline.bench import gpu, models, pipeline
+from pipeline.logs import quiet
 
 # Targets of issue 7: (key, comparison, bound).
 TARGETS = {"pipeline_overhead_ratio": ("<=", 1.05), "attention_speedup_vs_reference": (">=", 1.5),
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.gpu_check:
         sys.exit(gpu.check())
     torch.set_num_threads(args.threads)
+    quiet()
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("mlflow").setLevel(logging.WARNING)

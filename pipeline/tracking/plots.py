@@ -32,9 +32,12 @@ def bucket_curves(metrics: dict[str, float], prefix: str = "test/seq_acc/len_") 
 def accuracy_by_length(curves: dict[str, pd.Series]) -> Figure:
     """Sequence accuracy against input-length bucket, one line per run (Bahdanau Fig. 2)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    buckets = sorted({b for curve in curves.values() for b in curve.index})
     for label, curve in curves.items():
-        if len(curve):
-            ax.plot(curve.index, curve.values, marker="o", label=label)
+        if len(curve):  # at bucket positions: labels like "01-05" would parse as dates
+            ax.plot([buckets.index(b) for b in curve.index], curve.values, marker="o",
+                    label=label)
+    ax.set_xticks(range(len(buckets)), buckets)
     ax.set_xlabel("input length")
     ax.set_ylabel("test sequence accuracy")
     ax.set_ylim(-0.02, 1.02)

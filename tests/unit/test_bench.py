@@ -37,6 +37,7 @@ def test_reference_and_project_train_identically(cell):
     assert losses["project"][-1] < losses["project"][0]
 
 
+@pytest.mark.slow
 def test_tiny_bench_writes_the_json(tmp_path):
     from pipeline.bench.__main__ import main
 

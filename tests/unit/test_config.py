@@ -1,5 +1,7 @@
 """Bad settings fail before any work, with a message naming the key and what is allowed."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
@@ -109,3 +111,16 @@ def test_config_hash_ignores_where_outputs_go(compose_cfg, tmp_path):
     b = compose_cfg(f"paths.run_dir={tmp_path}/b")
     assert config_hash(a) == config_hash(b)
     assert config_hash(compose_cfg("model.depth=2")) != config_hash(b)
+
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+@pytest.mark.parametrize("path", sorted(CONF_DIR.glob("experiment/*.yaml")) + sorted(
+    CONF_DIR.glob("hparams_search/*.yaml")), ids=lambda p: f"{p.parent.name}={p.stem}")
+def test_every_experiment_and_search_composes_and_validates(compose_cfg, path):
+    """Each file of conf/experiment and conf/hparams_search composes with the defaults and
+    passes validation, so a recipe cannot rot unnoticed."""
+    cfg = compose_cfg(f"{path.parent.name}={path.stem}")
+    validate(cfg)
+    assert cfg.data.task and cfg.model.hidden_dim >= 1

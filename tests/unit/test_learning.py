@@ -158,6 +158,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "switches"), CASES)
 def test_every_variant_learns_to_copy(name, switches):
     model, steps = train(**(SIMPLE_BUDGET if name == "simple" else BUDGET), **switches)
@@ -169,6 +170,7 @@ def test_every_variant_learns_to_copy(name, switches):
     assert accuracy >= THRESHOLD, f"{name} {switches}: {accuracy:.3f} after {steps} steps"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("peek", [False, True], ids=["luong", "bahdanau"])
 def test_reversal_attention_moves_with_the_output_step(peek):
     """Reversing L symbols, output step t must read source position L-1-t: the argmax of

@@ -182,12 +182,14 @@ def g2p_splits():
     return make_task("g2p").build(0, ALL)
 
 
+@pytest.mark.slow  # builds all of CMUdict
 def test_g2p_loads_offline(offline):
     g2p_module.dictionary.cache_clear()
     splits = make_task("g2p").build(0, {"train": 10, "val": 10, "test": 10})
     assert [len(s.sources) for s in splits.values()] == [10, 10, 10]
 
 
+@pytest.mark.slow  # builds all of CMUdict
 def test_g2p_splits_by_word(g2p_splits):
     words = {k: {"".join(w) for w in s.sources} for k, s in g2p_splits.items()}
     sizes = {k: len(s.sources) for k, s in g2p_splits.items()}
@@ -201,6 +203,7 @@ def test_g2p_splits_by_word(g2p_splits):
         assert len(word) <= 20 and re.fullmatch(r"[a-z']*[a-z][a-z']*", word)
 
 
+@pytest.mark.slow  # builds all of CMUdict
 def test_g2p_references_hold_every_pronunciation(g2p_splits):
     entries = make_task("g2p").entries()
     for split in g2p_splits.values():
@@ -212,6 +215,7 @@ def test_g2p_references_hold_every_pronunciation(g2p_splits):
     assert not any(re.search(r"\d", p) for t in g2p_splits["train"].targets for p in t)
 
 
+@pytest.mark.slow  # builds all of CMUdict
 def test_g2p_stress(g2p_splits):
     stressed = make_task("g2p", stress=True).build(0, {"train": 500, "val": 50, "test": 50})
     for name, split in stressed.items():
@@ -222,6 +226,7 @@ def test_g2p_stress(g2p_splits):
         assert any(re.fullmatch(r"[A-Z]+[012]", p) for t in split.targets for p in t)
 
 
+@pytest.mark.slow  # builds all of CMUdict
 def test_g2p_caps_are_prefixes_and_short_words_keep_their_split(g2p_splits):
     capped = make_task("g2p").build(0, {"train": 100, "val": 20, "test": 20000})
     for name, split in capped.items():
@@ -293,7 +298,8 @@ MODULE_CASES = {
 }
 
 
-@pytest.mark.parametrize("task", MODULE_CASES)
+@pytest.mark.parametrize("task", [pytest.param(t, marks=pytest.mark.slow) if t == "g2p" else t
+                                  for t in MODULE_CASES])
 def test_task_through_the_data_module(task, tmp_path):
     settings = dict(task=task, batch_size=8, train_size=64, val_size=16, test_size=16,
                     cache_dir=str(tmp_path), **MODULE_CASES[task])
