@@ -11,6 +11,7 @@ the user set, its value and the library's own words. Nothing here opens the trac
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,7 +50,8 @@ class Parts:
 
 def settle(cfg: DictConfig) -> None:
     """Validate, check this machine and the store's address, fill the monitored metric by
-    the task's kind, and set torch's threads (and fp32 matmul precision on a GPU)."""
+    the task's kind and the progress bar by the terminal, and set torch's threads (and the
+    fp32 matmul precision on a GPU)."""
     validate(cfg)
     check_environment(cfg)
     check_tracking_uri(cfg.logger.tracking_uri)
@@ -58,14 +60,21 @@ def settle(cfg: DictConfig) -> None:
         cfg.monitor = cfg.monitor or ("val/seq_acc" if tokens else "val/loss")
         cfg.monitor_mode = cfg.monitor_mode or ("max" if tokens else "min")
     threads = cfg.get("threads")
-    if threads is None and HydraConfig.initialized():  # share the cores among joblib jobs
-        jobs = HydraConfig.get().launcher.get("n_jobs")
-        if jobs and jobs > 0:
-            threads = max(1, (os.cpu_count() or 1) // jobs)
+    if threads is None and parallel_jobs() > 1:  # share the cores among joblib jobs
+        threads = max(1, (os.cpu_count() or 1) // parallel_jobs())
     if threads:
         torch.set_num_threads(threads)
+    if cfg.trainer.get("enable_progress_bar") is None:
+        with open_dict(cfg):
+            cfg.trainer.enable_progress_bar = sys.stderr.isatty() and not parallel_jobs()
     if str(cfg.trainer.accelerator) in ("gpu", "cuda"):
         torch.set_float32_matmul_precision(cfg.accel.matmul_precision)
+
+
+def parallel_jobs() -> int:
+    """How many jobs of this sweep run side by side (joblib's ``n_jobs``), else 1."""
+    jobs = HydraConfig.get().launcher.get("n_jobs") if HydraConfig.initialized() else None
+    return jobs if jobs and jobs > 0 else 1
 
 
 def build(cfg: DictConfig) -> Parts:

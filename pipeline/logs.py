@@ -23,10 +23,11 @@ WARNINGS = (
     r'\.(fit|validate|test)\(ckpt_path="last"\) is set, but there is no last checkpoint',
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
 )
-LOG_LINES = {
-    "lightning.pytorch.utilities.rank_zero": "💡 Tip: For seamless cloud logging",
-    "mlflow.pytorch": "Saving pytorch model by Pickle or CloudPickle format",
-}
+LOG_LINES = (
+    ("lightning.pytorch.utilities.rank_zero", "💡 Tip: For seamless cloud logging"),
+    ("pytorch_lightning.utilities.rank_zero", "💡 Tip: For seamless cloud logging"),
+    ("mlflow.pytorch", "Saving pytorch model by Pickle or CloudPickle format"),
+)
 
 
 class _Drop(logging.Filter):
@@ -43,7 +44,7 @@ def quiet() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for message in WARNINGS:
         warnings.filterwarnings("ignore", message=message)
-    for name, start in LOG_LINES.items():
+    for name, start in LOG_LINES:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Drop) and f.start == start for f in logger.filters):
             logger.addFilter(_Drop(start))

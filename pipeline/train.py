@@ -60,9 +60,9 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored metric for sweepers that optimise it (NaN
     for a job that failed: the sweep goes on). See ``pipeline.tracking.outcome``."""
     quiet()
-    with JobOutcome():
-        return train(cfg).get(f"best/{cfg.monitor}")
-    return float("nan")
+    with JobOutcome(cfg) as job:
+        job.metrics = train(cfg)
+    return job.value
 
 
 if __name__ == "__main__":

@@ -19,10 +19,15 @@ PARENT_RUN_FILE = "mlflow_parent_run.json"
 
 @dataclass
 class SweepInfo:
+    """The parent run, the swept keys, whether it resumes an earlier sweep, how many jobs
+    it has (None where it cannot tell) and how many run side by side."""
+
     run_id: str
     experiment_id: str
     swept: list[str] = field(default_factory=list)
     resume: bool = False
+    total: int | None = None
+    parallel: int = 1
 
 
 def write_sweep_info(sweep_dir: Path, info: SweepInfo) -> None:

@@ -17,10 +17,10 @@ MAX_PARAM_LENGTH = 6000
 SECRET = re.compile(r"pass(word|wd)?|secret|token|api_?key|credential", re.IGNORECASE)
 # Overrides that say where results go, not what is trained: left out of run names.
 _INFRA_PREFIXES = ("logger.", "paths.", "hydra.", "trainer.enable_", "hparams_search")
-# Flattened keys that only place outputs (or resume a sweep): left out of the config hash,
-# with every callback's dirpath.
+# Flattened keys that only place or show outputs (or resume a sweep): left out of the config
+# hash, with every callback's dirpath.
 _PLACEMENT_KEYS = ("paths.", "logger.", "tags", "trainer.default_root_dir", "data.cache_dir",
-                   "sweep_id")
+                   "sweep_id", "trainer.enable_progress_bar", "trainer.enable_model_summary")
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:

@@ -11,6 +11,7 @@ parent, FAILED if any job failed.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,22 @@ def resumable_parent(client: MlflowClient, run_id: str, experiment_id: str) -> R
     return run
 
 
+def count_jobs(config: DictConfig, swept: dict[str, str]) -> int | None:
+    """How many jobs the sweep runs: Optuna's trials, or the product of the number of values
+    of each swept key (parsed as Hydra's basic sweeper parses them); None if unknown."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    trials = config.hydra.sweeper.get("n_trials")
+    if trials:
+        return int(trials)
+    try:
+        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in swept.items()])
+        return math.prod(len(list(o.sweep_string_iterator())) for o in parsed
+                         if o.is_sweep_override())
+    except Exception:  # a sweep syntax of another sweeper: no count, no estimate
+        return None
+
+
 class MLflowSweepCallback(Callback):
     """See the module docstring. Hydra makes it for every run, sweep or not: MLflow is only
     imported once a multirun starts."""
@@ -99,8 +116,11 @@ class MLflowSweepCallback(Callback):
             for key, values in swept.items():
                 client.log_param(self.parent_id, key, values)
         self.swept = list(swept)
-        write_sweep_info(sweep_dir, SweepInfo(self.parent_id, self.experiment_id, self.swept,
-                                              bool(resume)))
+        launcher_jobs = config.hydra.launcher.get("n_jobs")
+        write_sweep_info(sweep_dir, SweepInfo(
+            self.parent_id, self.experiment_id, self.swept, bool(resume),
+            total=count_jobs(config, {**{k: str(v) for k, v in grid.items()}, **swept}),
+            parallel=launcher_jobs if launcher_jobs and launcher_jobs > 0 else 1))
         log.info("MLflow parent run %s in %s%s", self.parent_id, self.tracking_uri,
                  " (resumed)" if resume else "")
 
