@@ -21,10 +21,11 @@ import psutil
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pipeline.config import ConfigError, check_environment, validate
+from pipeline.config import ConfigError, check, is_int, validate
 from pipeline.data.tasks import TASKS
 from pipeline.tracking.naming import override_key, task_overrides
 from pipeline.tracking.store import check_tracking_uri
@@ -69,6 +70,45 @@ def settle(cfg: DictConfig) -> None:
             cfg.trainer.enable_progress_bar = sys.stderr.isatty() and not parallel_jobs()
     if str(cfg.trainer.accelerator) in ("gpu", "cuda"):
         torch.set_float32_matmul_precision(cfg.accel.matmul_precision)
+
+
+def check_environment(cfg: DictConfig) -> None:
+    """Reject what this machine cannot do (a GPU that is not there, DDP on one device):
+    before training, not after it."""
+    trainer = cfg.trainer
+    accelerator, devices = str(trainer.get("accelerator")), trainer.get("devices")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError("trainer.accelerator", accelerator,
+                          "this machine has no GPU: use trainer=cpu or trainer=ddp_cpu")
+    gpus = accelerator in ("gpu", "cuda")
+    available = torch.cuda.device_count() if gpus else (os.cpu_count() or 1)
+    if not any(v in os.environ for v in CLUSTER_RANK_VARS):  # else the cluster started them
+        check(devices in (-1, "auto") or (is_int(devices) and 1 <= devices <= available),
+               "trainer.devices", devices, f"-1, auto, or an int in [1, {available}] (this "
+               f"machine's {'GPUs' if gpus else 'cores'})")
+    if "ddp" in str(trainer.get("strategy")):
+        n = torch.cuda.device_count() if gpus and devices in (-1, "auto") else devices
+        check(isinstance(n, int) and n >= 2, "trainer.devices", devices,
+               "at least 2 devices for DDP"
+               + (f" (this machine has {torch.cuda.device_count()} GPU)" if gpus else "")
+               + "; for one device use trainer=cpu or trainer=gpu")
+    check(not relaunches_sweep(str(trainer.get("strategy"))), "trainer.strategy",
+           trainer.get("strategy"),
+           "ddp_spawn (trainer=ddp or ddp_cpu) inside a multirun: plain ddp re-launches the "
+           "command line and every extra rank would start its own sweep; plain ddp is for "
+           "ranks started by SLURM (hydra/launcher=slurm trainer=slurm) or torchrun")
+
+
+# Set where a cluster or torchrun started the ranks: plain ddp then re-launches nothing.
+CLUSTER_RANK_VARS = ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID")
+
+
+def relaunches_sweep(strategy: str) -> bool:
+    """Plain ``ddp`` in a Hydra multirun with no launcher-made ranks: Lightning would
+    re-launch ``python -m pipeline.train -m ...`` for each extra rank, a sweep per rank."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    return (strategy.startswith("ddp") and "spawn" not in strategy and multirun
+            and not any(v in os.environ for v in CLUSTER_RANK_VARS))
 
 
 def parallel_jobs() -> int:

@@ -12,10 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.core.config_store import ConfigStore
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pipeline.data.tasks import TASKS
@@ -160,59 +157,59 @@ def _register_resolvers() -> None:
 _register_resolvers()
 
 
-def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+def check(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(key, value, allowed)
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 def validate(cfg: DictConfig) -> None:
     """Reject ranges and combinations that cannot work, before any work is done."""
     m, d = cfg.model, cfg.data
-    _check(d.task in TASKS, "data.task", d.task, f"one of {', '.join(sorted(TASKS))} (or "
+    check(d.task in TASKS, "data.task", d.task, f"one of {', '.join(sorted(TASKS))} (or "
            "data=<task> for its defaults)")
     depth = m.depth
-    depth_ok = (_is_int(depth) and 1 <= depth <= MAX_DEPTH) or (
+    depth_ok = (is_int(depth) and 1 <= depth <= MAX_DEPTH) or (
         isinstance(depth, ListConfig | list) and len(depth) == 2
-        and all(_is_int(x) and 1 <= x <= MAX_DEPTH for x in depth)
+        and all(is_int(x) and 1 <= x <= MAX_DEPTH for x in depth)
     )
-    _check(depth_ok, "model.depth", OmegaConf.to_object(depth) if isinstance(depth, ListConfig)
+    check(depth_ok, "model.depth", OmegaConf.to_object(depth) if isinstance(depth, ListConfig)
            else depth, f"an int >= 1, or an [encoder, decoder] pair such as [2, 3] (layers "
            f"<= {MAX_DEPTH})")
-    _check(m.hidden_dim >= 1, "model.hidden_dim", m.hidden_dim, "an int >= 1")
-    _check(m.embed_dim is None or m.embed_dim >= 1, "model.embed_dim", m.embed_dim,
+    check(m.hidden_dim >= 1, "model.hidden_dim", m.hidden_dim, "an int >= 1")
+    check(m.embed_dim is None or m.embed_dim >= 1, "model.embed_dim", m.embed_dim,
            "null (= hidden_dim) or an int >= 1")
-    _check(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "a probability in [0, 1)")
-    _check(0.0 <= m.teacher_forcing <= 1.0, "model.teacher_forcing", m.teacher_forcing,
+    check(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "a probability in [0, 1)")
+    check(0.0 <= m.teacher_forcing <= 1.0, "model.teacher_forcing", m.teacher_forcing,
            "a ratio in [0, 1] (1.0 = always feed the ground truth)")
     sees_source = m.bridge or m.peek or m.attention != "none" or not m.feedback
-    _check(sees_source, "model.bridge", m.bridge,
+    check(sees_source, "model.bridge", m.bridge,
            "true, or set model.peek=true or a model.attention: otherwise the decoder never "
            "sees the source")
-    _check(d.batch_size >= 1, "data.batch_size", d.batch_size, "an int >= 1")
+    check(d.batch_size >= 1, "data.batch_size", d.batch_size, "an int >= 1")
     for split in ("train_size", "val_size", "test_size"):
-        _check(1 <= d[split] <= MAX_SPLIT_SIZE, f"data.{split}", d[split],
+        check(1 <= d[split] <= MAX_SPLIT_SIZE, f"data.{split}", d[split],
                f"an int in [1, {MAX_SPLIT_SIZE:,}]")
     cores = os.cpu_count() or 1
-    _check(0 <= d.num_workers <= cores, "data.num_workers", d.num_workers,
+    check(0 <= d.num_workers <= cores, "data.num_workers", d.num_workers,
            f"an int in [0, {cores}] (this machine's cores)")
     if "min_len" in d and "max_len" in d:
-        _check(d.min_len >= 1, "data.min_len", d.min_len, "an int >= 1")
-        _check(d.min_len <= d.max_len <= MAX_SEQUENCE_LENGTH, "data.max_len", d.max_len,
+        check(d.min_len >= 1, "data.min_len", d.min_len, "an int >= 1")
+        check(d.min_len <= d.max_len <= MAX_SEQUENCE_LENGTH, "data.max_len", d.max_len,
                f"an int >= data.min_len ({d.min_len}) and <= {MAX_SEQUENCE_LENGTH}")
     if "vocab_size" in d:
-        _check(1 <= d.vocab_size <= MAX_VOCAB_SIZE, "data.vocab_size", d.vocab_size,
+        check(1 <= d.vocab_size <= MAX_VOCAB_SIZE, "data.vocab_size", d.vocab_size,
                f"an int in [1, {MAX_VOCAB_SIZE:,}]")
     width = cfg.eval.get("bucket_width")
-    _check(width is None or (_is_int(width) and width >= 1), "eval.bucket_width", width,
+    check(width is None or (is_int(width) and width >= 1), "eval.bucket_width", width,
            "null (about 5 buckets) or an int >= 1")
-    _check(1 <= cfg.eval.beam_size <= MAX_BEAM, "eval.beam_size", cfg.eval.beam_size,
+    check(1 <= cfg.eval.beam_size <= MAX_BEAM, "eval.beam_size", cfg.eval.beam_size,
            f"an int in [1, {MAX_BEAM}]")
     precision = cfg.accel.matmul_precision
-    _check(precision in MATMUL_PRECISIONS, "accel.matmul_precision", precision,
+    check(precision in MATMUL_PRECISIONS, "accel.matmul_precision", precision,
            f"one of {', '.join(MATMUL_PRECISIONS)}")
     validate_trainer(cfg.trainer)
 
@@ -220,58 +217,19 @@ def validate(cfg: DictConfig) -> None:
 def validate_trainer(t: DictConfig) -> None:
     """The Trainer's numeric knobs whose bad values Lightning would only judge in ``fit``
     (or take to mean "forever"): what Lightning refuses when it is built, ``build`` reports."""
-    _check(_is_int(t.max_epochs) and t.max_epochs >= 1, "trainer.max_epochs", t.max_epochs,
+    check(is_int(t.max_epochs) and t.max_epochs >= 1, "trainer.max_epochs", t.max_epochs,
            "an int >= 1")
     min_epochs = t.get("min_epochs")
-    _check(min_epochs is None or (_is_int(min_epochs) and 0 <= min_epochs <= t.max_epochs),
+    check(min_epochs is None or (is_int(min_epochs) and 0 <= min_epochs <= t.max_epochs),
            "trainer.min_epochs", min_epochs, f"null or an int in [0, trainer.max_epochs "
            f"({t.max_epochs})]")
     for key in ("check_val_every_n_epoch", "log_every_n_steps"):
         value = t.get(key)
-        _check(value is None or (_is_int(value) and value >= 1), f"trainer.{key}", value,
+        check(value is None or (is_int(value) and value >= 1), f"trainer.{key}", value,
                "null or an int >= 1")
     clip = t.get("gradient_clip_val")
-    _check(clip is None or (isinstance(clip, int | float) and 0 <= clip < float("inf")),
+    check(clip is None or (isinstance(clip, int | float) and 0 <= clip < float("inf")),
            "trainer.gradient_clip_val", clip, "null or a number >= 0 (0: no clipping)")
-
-
-def check_environment(cfg: DictConfig) -> None:
-    """Reject what this machine cannot do (a GPU that is not there, DDP on one device):
-    before training, not after it."""
-    trainer = cfg.trainer
-    accelerator, devices = str(trainer.get("accelerator")), trainer.get("devices")
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError("trainer.accelerator", accelerator,
-                          "this machine has no GPU: use trainer=cpu or trainer=ddp_cpu")
-    gpus = accelerator in ("gpu", "cuda")
-    available = torch.cuda.device_count() if gpus else (os.cpu_count() or 1)
-    if not any(v in os.environ for v in CLUSTER_RANK_VARS):  # else the cluster started them
-        _check(devices in (-1, "auto") or (_is_int(devices) and 1 <= devices <= available),
-               "trainer.devices", devices, f"-1, auto, or an int in [1, {available}] (this "
-               f"machine's {'GPUs' if gpus else 'cores'})")
-    if "ddp" in str(trainer.get("strategy")):
-        n = torch.cuda.device_count() if gpus and devices in (-1, "auto") else devices
-        _check(isinstance(n, int) and n >= 2, "trainer.devices", devices,
-               "at least 2 devices for DDP"
-               + (f" (this machine has {torch.cuda.device_count()} GPU)" if gpus else "")
-               + "; for one device use trainer=cpu or trainer=gpu")
-    _check(not relaunches_sweep(str(trainer.get("strategy"))), "trainer.strategy",
-           trainer.get("strategy"),
-           "ddp_spawn (trainer=ddp or ddp_cpu) inside a multirun: plain ddp re-launches the "
-           "command line and every extra rank would start its own sweep; plain ddp is for "
-           "ranks started by SLURM (hydra/launcher=slurm trainer=slurm) or torchrun")
-
-
-# Set where a cluster or torchrun started the ranks: plain ddp then re-launches nothing.
-CLUSTER_RANK_VARS = ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID")
-
-
-def relaunches_sweep(strategy: str) -> bool:
-    """Plain ``ddp`` in a Hydra multirun with no launcher-made ranks: Lightning would
-    re-launch ``python -m pipeline.train -m ...`` for each extra rank, a sweep per rank."""
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    return (strategy.startswith("ddp") and "spawn" not in strategy and multirun
-            and not any(v in os.environ for v in CLUSTER_RANK_VARS))
 
 
 register_configs()

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from pipeline.bench.timing import compare
 from pipeline.build import build, settle
-from pipeline.data.datamodule import padding_share
+from pipeline.data.dataset import padding_share
 from pipeline.tracking.logger import make_logger
 from pipeline.tracking.store import ensure_experiment, open_store
 

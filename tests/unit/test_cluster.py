@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 
-from pipeline.config import check_environment
+from pipeline.build import check_environment
 from tests.conftest import CONF
 
 

@@ -330,7 +330,7 @@ def _reverse_module(bucket: bool) -> Seq2SeqDataModule:
 
 
 def test_buckets_cut_padding_and_serve_every_example_once():
-    from pipeline.data.datamodule import padding_share
+    from pipeline.data.dataset import padding_share
 
     plain, bucketed = _reverse_module(False), _reverse_module(True)
     assert padding_share(bucketed.train_dataloader()) < padding_share(plain.train_dataloader()) / 4
