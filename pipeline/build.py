@@ -111,6 +111,20 @@ def relaunches_sweep(strategy: str) -> bool:
             and not any(v in os.environ for v in CLUSTER_RANK_VARS))
 
 
+def replicates(cfg: DictConfig) -> Iterator[DictConfig]:
+    """The configuration of each replicate: seeds ``seed``, ``seed + 1``, ... each in its own
+    folder (``<run dir>/seed<seed>``) when there are several."""
+    if cfg.seeds == 1:
+        yield cfg
+        return
+    for i in range(cfg.seeds):
+        replicate = cfg.copy()
+        with open_dict(replicate):
+            replicate.seed = cfg.seed + i
+            replicate.paths.run_dir = f"{cfg.paths.run_dir}/seed{replicate.seed}"
+        yield replicate
+
+
 def parallel_jobs() -> int:
     """How many jobs of this sweep run side by side (joblib's ``n_jobs``), else 1."""
     jobs = HydraConfig.get().launcher.get("n_jobs") if HydraConfig.initialized() else None

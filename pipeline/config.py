@@ -25,6 +25,7 @@ MAX_SEQUENCE_LENGTH = 1_000
 MAX_VOCAB_SIZE = 1_000_000
 MAX_DEPTH = 64
 MAX_BEAM = 100
+MAX_SEEDS = 100
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
@@ -206,6 +207,8 @@ def validate(cfg: DictConfig) -> None:
     width = cfg.eval.get("bucket_width")
     check(width is None or (is_int(width) and width >= 1), "eval.bucket_width", width,
            "null (about 5 buckets) or an int >= 1")
+    check(is_int(cfg.seeds) and 1 <= cfg.seeds <= MAX_SEEDS, "seeds", cfg.seeds,
+          f"an int in [1, {MAX_SEEDS}]: replicates of every configuration")
     check(1 <= cfg.eval.beam_size <= MAX_BEAM, "eval.beam_size", cfg.eval.beam_size,
            f"an int in [1, {MAX_BEAM}]")
     precision = cfg.accel.matmul_precision

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
+from torchmetrics.aggregation import CatMetric
 
 from pipeline.accel import DecoderGraphs
 from pipeline.data import Batch, DataSpec
@@ -23,6 +24,7 @@ from pipeline.metrics import (
     SequenceAccuracy,
     TokenAccuracy,
     WordErrorRate,
+    sequence_correct,
 )
 from pipeline.models import EncoderDecoder
 
@@ -81,6 +83,9 @@ class Seq2SeqModule(L.LightningModule):
             BucketedSequenceAccuracy(max_source_len, bucket_width, self.net.pad_id)
             if self.tokens and max_source_len else None
         )
+        # Every test example's index and score, gathered from all ranks (report.py logs them).
+        self.examples = torch.nn.ModuleDict({k: CatMetric() for k in ("index", "score")})
+        self.test_examples: dict[str, torch.Tensor] = {}
         self.graphs: DecoderGraphs | None = None
         self._epoch_start: float | None = None
 
@@ -171,6 +176,17 @@ class Seq2SeqModule(L.LightningModule):
             self.log(f"{stage}/{name}", metric, batch_size=size)
         if stage == "test" and self.buckets is not None:
             self.buckets.update(pred, target, batch.refs, batch.src_lengths)
+        if stage == "test":
+            self.examples["index"].update(batch.index)
+            self.examples["score"].update(self.example_scores(pred, batch))
+
+    def example_scores(self, pred: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Each test example's score: 1/0 sequence right (tokens), its squared error
+        (vectors); a sweep compares cells example by example with them."""
+        if self.tokens:
+            refs = batch.tgt if batch.refs is None else batch.refs
+            return sequence_correct(pred, refs, self.net.pad_id).float()
+        return (pred - batch.tgt).square().flatten(1).mean(1)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
@@ -185,6 +201,9 @@ class Seq2SeqModule(L.LightningModule):
         if self.buckets is not None:
             self.log_dict({f"test/seq_acc/{k}": v for k, v in self.buckets.compute().items()})
             self.buckets.reset()
+        self.test_examples = {k: m.compute().cpu() for k, m in self.examples.items()}
+        for metric in self.examples.values():
+            metric.reset()
 
     def decode(self, batch: Batch) -> torch.Tensor:
         """Free-running predictions: token ids (B, T') or vectors (B, T, D)."""

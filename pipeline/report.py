@@ -1,9 +1,10 @@
 """The end-of-training report, a Lightning callback (``conf/callbacks/report.yaml``).
 
 After ``fit``: the best checkpoint's monitored value as ``best/<monitor>``. After ``test``
-(which ran on the best checkpoint's weights): the model with its vocabularies, then a sample
-table of the first test examples decoded, attention heatmaps of a few of them, and the
-test accuracy by input length. Only the global-zero rank logs.
+(which ran on the best checkpoint's weights): the model with its vocabularies, every test
+example's score (``test_examples.json``, which a sweep compares cells with), a sample table
+of the first test examples decoded, attention heatmaps of a few of them, and the test
+accuracy by input length. Only the global-zero rank logs.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class Report(Callback):
         extra = None if vocabs is None else {VOCAB_FILE: vocabularies_json(*vocabs)}
         requirements = [f"{p}=={version(p)}" for p in ("torch", "seq2seq-pipeline")]
         artifacts.log_model(trainer.logger.tracking_uri, run_id, net, requirements, extra)
+        examples = pl_module.test_examples
+        if examples and len(examples["index"]):
+            client.log_table(run_id, {"index": examples["index"].long().tolist(),
+                                      "score": examples["score"].tolist()},
+                            artifacts.TEST_EXAMPLES)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         test_metric = hparams.monitor.replace("val/", "test/")
         log.info("%s: %s", test_metric, metrics.get(test_metric))

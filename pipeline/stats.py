@@ -51,15 +51,34 @@ def summarise(values, confidence: float = CONFIDENCE) -> Summary:
     return Summary(n, mean, std, float(low), float(high))
 
 
-def welch(a, b) -> float:
-    """Two-sided p-value of Welch's t-test (unequal variances) between two sets of scores;
-    NaN when either has fewer than two values."""
+@dataclass(frozen=True)
+class Difference:
+    """mean(a) - mean(b), its confidence interval and Welch's two-sided p-value."""
+
+    diff: float
+    low: float
+    high: float
+    p: float
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+
+def welch(a, b, confidence: float = CONFIDENCE) -> Difference:
+    """Welch's t-test (unequal variances) between two sets of scores: the difference of
+    their means with its interval and p-value; NaN where either has fewer than two."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        return Difference(np.nan, np.nan, np.nan, np.nan)
+    diff = float(a.mean() - b.mean())
     if len(a) < 2 or len(b) < 2:
-        return float("nan")
+        return Difference(diff, np.nan, np.nan, np.nan)
     if a.std() == 0 and b.std() == 0:  # the t statistic is undefined: equal or apart
-        return 1.0 if a.mean() == b.mean() else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        return Difference(diff, diff, diff, 1.0 if diff == 0 else 0.0)
+    test = stats.ttest_ind(a, b, equal_var=False)
+    low, high = test.confidence_interval(confidence)
+    return Difference(diff, float(low), float(high), float(test.pvalue))
 
 
 def paired_permutation(a, b, seed: int = 0) -> float:

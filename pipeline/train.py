@@ -12,25 +12,48 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from pipeline.build import build, settle
+from pipeline.build import build, replicates, settle
+from pipeline.config import ConfigError
 from pipeline.logs import quiet
 from pipeline.tracking.outcome import JobOutcome
+from pipeline.tracking.store import StoreError, TrackingServerGone
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    """Train every replicate of this configuration (``seeds``: one run each); returns the
+    mean over replicates of each metric they logged (their only values with ``seeds=1``).
+
+    A replicate that fails ends its run FAILED and the others still run; the first such
+    error is raised at the end. A bad setting stops before any run exists.
+    """
+    settle(cfg)
+    results, errors = [], []
+    for replicate in replicates(cfg):
+        try:
+            results.append(train_one(replicate))
+        except (ConfigError, StoreError, TrackingServerGone):
+            raise
+        except Exception as err:
+            errors.append(err)
+    if errors:
+        raise errors[0]
+    keys = set.intersection(*(set(r) for r in results))
+    return {k: sum(r[k] for r in results) / len(results) for k in keys}
+
+
+def train_one(cfg: DictConfig) -> dict[str, float]:
     """Fit, test the best checkpoint, log the model and the report (the ``report``
     callback). Returns what the run logged: the last epoch's metrics, the test metrics and
     ``best/<monitor>``, the best checkpoint's monitored value.
 
-    Every setting is checked, and every object built, before the MLflow run exists. The run
-    is FINISHED only once everything is logged; any failure ends it FAILED (KILLED on
-    Ctrl-C) with the error as a tag and the traceback as an artifact, then propagates. In a
-    resumed sweep a complete earlier attempt is skipped (its metrics are returned) and an
-    unfinished one continues in its own run from its newest checkpoint.
+    Every object is built before the MLflow run exists. The run is FINISHED only once
+    everything is logged; any failure ends it FAILED (KILLED on Ctrl-C) with the error as a
+    tag and the traceback as an artifact, then propagates. In a resumed sweep a complete
+    earlier attempt is skipped (its metrics are returned) and an unfinished one continues in
+    its own run from its newest checkpoint.
     """
-    settle(cfg)
     # Lightning and MLflow take seconds to import: only once the settings are known good.
     import lightning as L
 

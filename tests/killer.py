@@ -15,15 +15,18 @@ STAGES = ("training", "after_fit", "test", "upload")
 class KillAt(Callback):
     """``stage``: ``training`` (as epoch ``epoch`` starts, its predecessor checkpointed),
     ``after_fit`` (fit done, test not started), ``test`` (after the first test batch) or
-    ``upload`` (the model's files logged, its URI and the report not yet)."""
+    ``upload`` (the model's files logged, its URI and the report not yet); with
+    ``only_seed``, only in the replicate whose ``seed`` it is."""
 
-    def __init__(self, stage: str, marker_dir: str, epoch: int = 1):
+    def __init__(self, stage: str, marker_dir: str, epoch: int = 1, seed: int | None = None,
+                 only_seed: int | None = None):
         assert stage in STAGES, stage
         self.stage, self.epoch = stage, epoch
         self.marker = Path(marker_dir) / f"{stage}.killed"
+        self.armed = only_seed is None or seed == only_seed  # one replicate of several
 
     def _kill(self, stage: str) -> None:
-        if stage == self.stage and not self.marker.exists():
+        if stage == self.stage and self.armed and not self.marker.exists():
             self.marker.parent.mkdir(parents=True, exist_ok=True)
             self.marker.write_text("killed")
             os.kill(os.getpid(), signal.SIGKILL)

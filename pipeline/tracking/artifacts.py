@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from pipeline.tracking.naming import flatten
 
 DATASET_ATTEMPTS = 3
+TEST_EXAMPLES = "test_examples.json"  # every test example's index and score (report.py)
 
 
 def log_config(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:

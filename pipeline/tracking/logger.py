@@ -17,7 +17,14 @@ from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.tracking.handoff import sweep_info
-from pipeline.tracking.naming import config_hash, run_name, task_overrides, variant_name
+from pipeline.tracking.naming import (
+    cell_hash,
+    cell_name,
+    config_hash,
+    run_name,
+    task_overrides,
+    variant_name,
+)
 from pipeline.tracking.store import server_gone
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +82,9 @@ def make_logger(cfg: DictConfig, run_id: str | None = None) -> RunLogger:
         "monitor": cfg.monitor,
         "monitor_mode": cfg.monitor_mode,
         "config_hash": config_hash(cfg),
+        # Replicates of one configuration (seeds) share their cell: group runs by it.
+        "cell": cell_hash(cfg),
+        "cell_name": cell_name(cfg),
         "host": socket.gethostname(),
         "git.dirty": git_dirty(),
         "checkpoint_dir": checkpoint_dir(cfg) or "",

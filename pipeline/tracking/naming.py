@@ -20,7 +20,8 @@ _INFRA_PREFIXES = ("logger.", "paths.", "hydra.", "trainer.enable_", "hparams_se
 # Flattened keys that only place or show outputs (or resume a sweep): left out of the config
 # hash, with every callback's dirpath.
 _PLACEMENT_KEYS = ("paths.", "logger.", "tags", "trainer.default_root_dir", "data.cache_dir",
-                   "sweep_id", "trainer.enable_progress_bar", "trainer.enable_model_summary")
+                   "sweep_id", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+                   "seeds")
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
@@ -40,12 +41,18 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
             for k, v in flat.items()}
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """A digest of everything that decides the result (not where outputs go): runs with
-    the same hash should agree, and a resumed sweep finds earlier attempts by it."""
+def config_hash(cfg: DictConfig, without: tuple[str, ...] = ()) -> str:
+    """A digest of everything that decides the result (not where outputs go, nor how many
+    replicates there are): runs with the same hash should agree, and a resumed sweep finds
+    earlier attempts by it. ``without``: keys left out as well."""
     flat = {k: v for k, v in flatten(cfg).items() if not k.startswith(_PLACEMENT_KEYS)
-            and not (k.startswith("callbacks.") and k.endswith(".dirpath"))}
+            and not (k.startswith("callbacks.") and k.endswith(".dirpath")) and k not in without}
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cell_hash(cfg: DictConfig) -> str:
+    """The hash of a run's cell: its configuration but the seed, shared by its replicates."""
+    return config_hash(cfg, without=("seed",))
 
 
 def variant_name(model: DictConfig) -> str:
@@ -82,14 +89,21 @@ def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-def run_name(cfg: DictConfig) -> str:
+def cell_name(cfg: DictConfig) -> str:
     """The overrides the sweep varies (in a sweep), or those that change what is trained;
-    the variant's name when there are none."""
+    the variant's name when there are none. Replicates share it."""
     info = sweep_info()
-    swept = info.swept if info else []
+    swept = [k for k in (info.swept if info else []) if k != "seed"]
     wanted = [
         o for o in task_overrides()
         if (override_key(o) in swept if swept
-            else not override_key(o).startswith(_INFRA_PREFIXES))
+            else not override_key(o).startswith(_INFRA_PREFIXES) and override_key(o)
+            not in ("seed", "seeds"))
     ]
     return " ".join(wanted)[:250] if wanted else variant_name(cfg.model)
+
+
+def run_name(cfg: DictConfig) -> str:
+    """The cell's name, and the seed where the cell has replicates."""
+    name = cell_name(cfg)
+    return f"{name} seed={cfg.seed}" if cfg.get("seeds", 1) > 1 else name

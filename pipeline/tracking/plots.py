@@ -29,14 +29,20 @@ def bucket_curves(metrics: dict[str, float], prefix: str = "test/seq_acc/len_") 
     return pd.Series(items, dtype=float).sort_index()
 
 
-def accuracy_by_length(curves: dict[str, pd.Series]) -> Figure:
-    """Sequence accuracy against input-length bucket, one line per run (Bahdanau Fig. 2)."""
+def accuracy_by_length(curves: dict[str, pd.DataFrame | pd.Series]) -> Figure:
+    """Sequence accuracy against input-length bucket, one line per run or cell (Bahdanau
+    Fig. 2). A cell's curve is a frame with ``mean``, ``low`` and ``high`` per bucket: its
+    mean line and, where there are replicates, its confidence band."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     buckets = sorted({b for curve in curves.values() for b in curve.index})
     for label, curve in curves.items():
-        if len(curve):  # at bucket positions: labels like "01-05" would parse as dates
-            ax.plot([buckets.index(b) for b in curve.index], curve.values, marker="o",
-                    label=label)
+        if not len(curve):
+            continue
+        x = [buckets.index(b) for b in curve.index]  # positions: "01-05" would parse as a date
+        mean = curve["mean"] if isinstance(curve, pd.DataFrame) else curve
+        (line,) = ax.plot(x, mean.values, marker="o", label=label)
+        if isinstance(curve, pd.DataFrame) and curve["high"].notna().any():
+            ax.fill_between(x, curve["low"], curve["high"], color=line.get_color(), alpha=0.15)
     ax.set_xticks(range(len(buckets)), buckets)
     ax.set_xlabel("input length")
     ax.set_ylabel("test sequence accuracy")
@@ -48,15 +54,32 @@ def accuracy_by_length(curves: dict[str, pd.Series]) -> Figure:
     return fig
 
 
-def grid_bars(table: pd.DataFrame, metric: str, label_columns: list[str]) -> Figure:
-    """The metric for every cell of the sweep (one bar per child, labelled by swept values)."""
-    done = table.dropna(subset=[metric]) if metric in table else table.iloc[0:0]
-    labels = [", ".join(f"{c.split('.')[-1]}={row[c]}" for c in label_columns)
-              for _, row in done.iterrows()]
-    fig, ax = plt.subplots(figsize=(7, 1 + 0.35 * max(len(done), 1)))
-    ax.barh(labels, done[metric] if len(done) else [])
+def grid_bars(labels: list[str], means, lows, highs, metric: str) -> Figure:
+    """The metric of every cell of a sweep: its mean over replicates, with its confidence
+    interval as an error bar where there are replicates."""
+    means = np.asarray(means, dtype=float)
+    err = np.vstack([means - np.asarray(lows, float), np.asarray(highs, float) - means])
+    fig, ax = plt.subplots(figsize=(7, 1 + 0.35 * max(len(labels), 1)))
+    ax.barh(labels, means, xerr=np.nan_to_num(err), capsize=3)
     ax.invert_yaxis()
-    ax.set_xlabel(metric)
+    ax.set_xlabel(f"{metric} (mean, 95 % interval)")
     ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def curves_with_bands(curves: dict[str, pd.DataFrame], metric: str) -> Figure:
+    """A metric against the epoch, one line per cell: the mean over its replicates and its
+    95 % interval as a band (``mean``, ``low``, ``high`` per epoch)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, curve in curves.items():
+        (line,) = ax.plot(curve.index, curve["mean"], label=label)
+        ax.fill_between(curve.index, curve["low"], curve["high"], color=line.get_color(),
+                        alpha=0.15)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    if len(curves) > 1:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -135,7 +135,7 @@ class MLflowSweepCallback(Callback):
         runs = child_runs(client, self.experiment_id, self.parent_id)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_report.report(self.tracking_uri, self.parent_id, self.experiment_name, runs,
-                            self.swept, sweep_dir)
+                            sweep_dir)
         failed = failed_job_dirs(sweep_dir) | {
             r.data.tags.get("job_dir", r.info.run_id) for r in runs
             if r.info.status != "FINISHED"}

@@ -1,94 +1,262 @@
-"""The sweep parent's report: the summary table, its plots and the champion."""
+"""The sweep parent's report: statistics over each cell's replicates, plots, the champion.
+
+A cell is one configuration of the sweep (the ``cell`` tag its replicates share). Cells are
+ranked by the mean of the monitored (validation) metric; the best is compared with every
+other on the test metric, by Welch's t-test over the replicates and, with every test
+example's score logged, by a paired permutation test over the examples, Holm-corrected
+(``pipeline/stats.py``). Written to the parent: ``summary.csv`` (one row per cell),
+``summary.md`` (the table and the comparisons in words), ``runs.csv`` (one row per run),
+``plots/`` (the grid with intervals, accuracy by length and validation curves with bands)
+and ``best/...`` metrics; the best cell's replicate with the best validation score is
+registered as the ``champion``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
+from pipeline import stats
 from pipeline.tracking import plots
-from pipeline.tracking.naming import override_values
+from pipeline.tracking.artifacts import TEST_EXAMPLES
+
+ALPHA = 0.05
 
 
-def summary_table(runs: list[Run]) -> tuple[pd.DataFrame, str, str]:
-    """One row per child (overrides, status, val/test metrics), best first by its monitor."""
+@dataclass
+class Cell:
+    """One configuration and its replicates."""
+
+    name: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def finished(self) -> list[Run]:
+        return [r for r in self.runs if r.info.status == "FINISHED"]
+
+    def values(self, metric: str) -> list[float]:
+        return [r.data.metrics[metric] for r in self.finished if metric in r.data.metrics]
+
+
+def cells_of(runs: list[Run]) -> list[Cell]:
+    """The runs grouped by their ``cell`` tag (a run without one is its own cell)."""
+    cells: dict[str, Cell] = {}
+    for run in runs:
+        key = run.data.tags.get("cell", run.info.run_id)
+        cells.setdefault(key, Cell(run.data.tags.get("cell_name") or run.info.run_name))
+        cells[key].runs.append(run)
+    return list(cells.values())
+
+
+def run_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: cell, overrides, status, val/test metrics."""
     rows = []
     for run in runs:
-        row: dict[str, Any] = {
-            "run": run.info.run_name, "run_id": run.info.run_id, "status": run.info.status,
-            "overrides": run.data.tags.get("overrides", ""),
-        }
+        row = {"run": run.info.run_name, "run_id": run.info.run_id,
+               "cell": run.data.tags.get("cell_name", ""), "status": run.info.status,
+               "overrides": run.data.tags.get("overrides", "")}
         row.update({k: v for k, v in sorted(run.data.metrics.items())
                     if k.startswith(("val/", "test/"))})
         rows.append(row)
-    tags = runs[0].data.tags if runs else {}
-    metric = tags.get("monitor", "val/seq_acc")
-    mode = tags.get("monitor_mode", "max")
+    return pd.DataFrame(rows)
+
+
+def example_scores(client: MlflowClient, run: Run) -> pd.Series | None:
+    """A run's per-example test scores by example index, where it logged them."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(run.info.run_id, TEST_EXAMPLES, tmp)
+            table = json.loads(Path(path).read_text())
+    except Exception:  # an older run, or one without a test
+        return None
+    frame = pd.DataFrame(table["data"], columns=table["columns"])
+    return frame.set_index("index")["score"].sort_index()
+
+
+def cell_examples(client: MlflowClient, cell: Cell) -> pd.Series | None:
+    """Each test example's score averaged over the cell's replicates."""
+    scores = [s for s in (example_scores(client, r) for r in cell.finished) if s is not None]
+    return pd.concat(scores, axis=1).mean(axis=1) if scores else None
+
+
+def statistics(client: MlflowClient, cells: list[Cell], metric: str, mode: str
+               ) -> tuple[pd.DataFrame, str]:
+    """The per-cell table, best cell first, with the comparisons of the best against each
+    other cell on the test counterpart of ``metric``; and those comparisons in words."""
+    test_metric = metric.replace("val/", "test/")
+    names = sorted({k for c in cells for r in c.finished for k in r.data.metrics
+                    if k.startswith("test/") and "/len_" not in k} | {metric})
+    rows = []
+    for cell in cells:
+        row = {"cell": cell.name, "n": len(cell.finished), "replicates": len(cell.runs),
+               "status": "FINISHED" if len(cell.finished) == len(cell.runs) else "FAILED"}
+        for name in names:
+            s = stats.summarise(cell.values(name))
+            row.update({name: s.mean, f"{name} std": s.std, f"{name} ci_low": s.low,
+                        f"{name} ci_high": s.high})
+        rows.append(row)
     table = pd.DataFrame(rows)
-    if metric in table:
-        table = table.sort_values(metric, ascending=mode == "min", na_position="last")
-    return table.reset_index(drop=True), metric, mode
+    order = table[metric].fillna(-np.inf if mode == "max" else np.inf)
+    ranking = order.sort_values(ascending=mode == "min", kind="stable").index
+    table = table.loc[ranking].reset_index(drop=True)
+    cells = [cells[i] for i in ranking]
+    if len(cells) < 2 or test_metric not in table:
+        return table, ""
+    best, better = cells[0], 1 if mode == "max" else -1
+    best_examples = cell_examples(client, best)
+    diffs, paired = [None], [np.nan]
+    for other in cells[1:]:
+        diffs.append(stats.welch(best.values(test_metric), other.values(test_metric)))
+        other_examples = cell_examples(client, other)
+        same = (best_examples is not None and other_examples is not None
+                and best_examples.index.equals(other_examples.index))
+        paired.append(stats.paired_permutation(best_examples, other_examples) if same
+                      else np.nan)
+    welch_holm = [np.nan, *stats.holm([d.p for d in diffs[1:]])]
+    paired_holm = [np.nan, *stats.holm(paired[1:])]
+    table["vs best: diff"] = [np.nan if d is None else -d.diff for d in diffs]
+    table["vs best: ci_low"] = [np.nan if d is None else -d.high for d in diffs]
+    table["vs best: ci_high"] = [np.nan if d is None else -d.low for d in diffs]
+    table["p welch"], table["p welch holm"] = [np.nan if d is None else d.p for d in diffs], \
+        welch_holm
+    table["p paired"], table["p paired holm"] = paired, paired_holm
+    scale, unit = (100, " points") if test_metric.endswith(("acc", "wer", "per")) else (1, "")
+    lines = []
+    for i, other in enumerate(cells[1:], 1):
+        d, p = diffs[i], welch_holm[i]
+        p_paired = paired_holm[i]
+        evidence = f"Welch {stats.p_text(p)}" + (
+            f", paired over test examples {stats.p_text(p_paired)}" if np.isfinite(p_paired)
+            else "")
+        significant = (np.isfinite(p) and p < ALPHA) or (np.isfinite(p_paired)
+                                                          and p_paired < ALPHA)
+        if significant and better * d.diff > 0:
+            lines.append(f"- {best.name} beats {other.name} by {abs(d.diff) * scale:.1f} +/- "
+                         f"{d.half_width * scale:.1f}{unit} on {test_metric} ({evidence}).")
+        else:
+            lines.append(f"- {other.name} and {best.name} do not differ significantly on "
+                         f"{test_metric} ({evidence}).")
+    head = (f"Cells ranked by mean {metric} over their replicates (95 % Student-t "
+            f"intervals); the best against each other cell, Holm-corrected for "
+            f"{len(cells) - 1} comparisons:")
+    return table, "\n".join([head, *lines])
 
 
-def swept_values(run: Run, keys: list[str]) -> dict[str, str | None]:
-    """The value of each swept key in this child: from its override string (which also
-    holds config-group choices such as ``model=cho``), else from its params."""
-    overrides = override_values(run.data.tags.get("overrides", "").split())
-    return {key: overrides.get(key, run.data.params.get(key)) for key in keys}
-
-
-def log_plots(client: MlflowClient, parent_id: str, runs: list[Run], table: pd.DataFrame,
-              metric: str, swept: list[str]) -> None:
-    """``plots/grid.png`` (the metric per child) and ``plots/accuracy_by_length.png``."""
+def readable(table: pd.DataFrame, metric: str) -> str:
+    """The per-cell table for people: mean +/- interval half-width per metric, and the
+    Holm-corrected p-values of the comparison with the best cell."""
     if not len(table):
-        return
-    by_id = {r.info.run_id: r for r in runs}
-    values = [swept_values(by_id[run_id], swept) for run_id in table.run_id]
-    for key in swept:
-        table[key] = [v[key] for v in values]
-    fig = plots.grid_bars(table, metric, swept or ["run"])
-    client.log_figure(parent_id, fig, "plots/grid.png")
-    plots.plt.close(fig)
-    curves = {r.info.run_name: plots.bucket_curves(r.data.metrics) for r in runs}
-    if any(len(c) for c in curves.values()):
-        fig = plots.accuracy_by_length(curves)
-        client.log_figure(parent_id, fig, "plots/accuracy_by_length.png")
+        return "no runs"
+    metrics = [metric] + [c for c in table.columns if c.startswith("test/") and " " not in c
+                          and c != metric]
+    shown = table[["cell", "n", "status"]].copy()
+    for m in metrics:
+        half = (table[f"{m} ci_high"] - table[f"{m} ci_low"]) / 2
+        shown[m] = [f"{v:.3f}" + (f" ± {h:.3f}" if np.isfinite(h) else "")
+                    for v, h in zip(table[m], half, strict=True)]
+    for column in ("p welch holm", "p paired holm"):
+        if column in table:
+            shown[column] = ["" if not np.isfinite(p) else stats.p_text(p)
+                             for p in table[column]]
+    return shown.to_markdown(index=False)
+
+
+def log_plots(client: MlflowClient, parent_id: str, cells: list[Cell], table: pd.DataFrame,
+              metric: str) -> None:
+    """``plots/grid.png``, ``plots/accuracy_by_length.png`` and ``plots/curves.png``."""
+    figures = {"plots/grid.png": plots.grid_bars(
+        list(table.cell), table[metric], table[f"{metric} ci_low"], table[f"{metric} ci_high"],
+        metric)}
+    by_length = {}
+    for cell in cells:
+        buckets = defaultdict(list)
+        for run in cell.finished:
+            for bucket, value in plots.bucket_curves(run.data.metrics).items():
+                buckets[bucket].append(value)
+        if buckets:
+            summaries = {b: stats.summarise(v) for b, v in sorted(buckets.items())}
+            by_length[cell.name] = pd.DataFrame(
+                {"mean": [s.mean for s in summaries.values()],
+                 "low": [s.low for s in summaries.values()],
+                 "high": [s.high for s in summaries.values()]}, index=list(summaries))
+    if by_length:
+        figures["plots/accuracy_by_length.png"] = plots.accuracy_by_length(by_length)
+    curves = {}
+    for cell in cells:
+        histories = [pd.Series({m.step: m.value for m in
+                                client.get_metric_history(r.info.run_id, metric)})
+                     for r in cell.finished]
+        histories = [h.reset_index(drop=True) for h in histories if len(h)]
+        if histories:
+            frame = pd.concat(histories, axis=1)
+            epochs = [stats.summarise(row) for row in frame.to_numpy()]
+            curves[cell.name] = pd.DataFrame(
+                {"mean": [e.mean for e in epochs],
+                 "low": [e.low if e.n > 1 else e.mean for e in epochs],
+                 "high": [e.high if e.n > 1 else e.mean for e in epochs]},
+                index=np.arange(1, len(epochs) + 1))
+    if curves:
+        figures["plots/curves.png"] = plots.curves_with_bands(curves, metric)
+    for path, fig in figures.items():
+        client.log_figure(parent_id, fig, path)
         plots.plt.close(fig)
 
 
-def register_champion(tracking_uri: str, parent_id: str, name: str, best: Run) -> None:
-    """Register the best child's model under ``name`` with the alias ``champion``."""
-    uri = best.data.tags.get("model_uri")
-    if not uri:
+def register_champion(tracking_uri: str, parent_id: str, name: str, cell: Cell, metric: str,
+                      mode: str) -> None:
+    """Register the best cell's replicate with the best ``metric`` (validation) under
+    ``name`` with the alias ``champion``; the parent's tags say which and why."""
+    candidates = [r for r in cell.finished if r.data.tags.get("model_uri")
+                  and metric in r.data.metrics]
+    if not candidates:
         return
+    pick = (max if mode == "max" else min)(candidates, key=lambda r: r.data.metrics[metric])
     client = MlflowClient(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
-    version = mlflow.register_model(uri, name, tags={"sweep_run_id": parent_id})
+    version = mlflow.register_model(pick.data.tags["model_uri"], name,
+                                    tags={"sweep_run_id": parent_id})
     client.set_registered_model_alias(name, "champion", version.version)
     client.set_tag(parent_id, "champion", f"models:/{name}@champion")
+    client.set_tag(parent_id, "champion_run_id", pick.info.run_id)
+    client.set_tag(parent_id, "champion_reason", (
+        f"the replicate with the best {metric} ({pick.data.metrics[metric]:.4g}) of "
+        f"{len(candidates)} in the best cell, {cell.name}, best by mean {metric}"))
 
 
 def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[Run],
-           swept: list[str], sweep_dir) -> pd.DataFrame:
-    """Write and log ``summary.csv``/``summary.md``, the plots, the best child's metrics as
-    ``best/...`` and its model as the champion. Returns the summary table."""
+           sweep_dir: Path) -> pd.DataFrame:
+    """Write and log the summary and the plots, the best cell's means as ``best/...``, and
+    register the champion. Returns the per-cell table."""
     client = MlflowClient(tracking_uri)
-    table, metric, _ = summary_table(runs)
+    tags = runs[0].data.tags if runs else {}
+    metric, mode = tags.get("monitor", "val/seq_acc"), tags.get("monitor_mode", "max")
+    cells = cells_of(runs)
+    table, words = statistics(client, cells, metric, mode) if runs else (pd.DataFrame(), "")
+    run_rows = run_table(runs)
+    (sweep_dir / "runs.csv").write_text(run_rows.to_csv(index=False))
     (sweep_dir / "summary.csv").write_text(table.to_csv(index=False))
-    (sweep_dir / "summary.md").write_text(table.to_markdown(index=False) + "\n")
-    for name in ("summary.csv", "summary.md"):
+    (sweep_dir / "summary.md").write_text(f"{readable(table, metric)}\n\n{words}\n")
+    for name in ("summary.csv", "summary.md", "runs.csv"):
         client.log_artifact(parent_id, str(sweep_dir / name))
-    log_plots(client, parent_id, runs, table, metric, swept)
-    finished = table[table.status == "FINISHED"] if len(table) else table
-    if len(finished) and metric in finished:
-        best = finished.iloc[0]
-        client.set_tag(parent_id, "best_run_id", best.run_id)
-        for key, value in best.items():
-            if key.startswith(("val/", "test/")) and pd.notna(value):
+    if not len(table) or metric not in table:
+        return table
+    log_plots(client, parent_id, cells, table, metric)
+    by_name = {c.name: c for c in cells}
+    best = by_name[table.iloc[0].cell]
+    if best.finished:
+        for key, value in table.iloc[0].items():
+            if isinstance(key, str) and key.startswith(("val/", "test/")) \
+                    and " " not in key and pd.notna(value):
                 client.log_metric(parent_id, f"best/{key}", float(value))
-        by_id = {r.info.run_id: r for r in runs}
-        register_champion(tracking_uri, parent_id, experiment_name, by_id[best.run_id])
+        client.set_tag(parent_id, "best_cell", best.name)
+        register_champion(tracking_uri, parent_id, experiment_name, best, metric, mode)
     return table

@@ -246,3 +246,82 @@ def test_a_finished_sweep_keeps_each_checkpoint_once(tmp_path):
     assert len(stored) == 4  # 2 runs x (best, last)
     assert len({p.name for p in stored if p.name != "last.ckpt"}) >= 1
     assert len(list((tmp_path / "mlartifacts").rglob("model.pth"))) == 2
+
+
+def test_replicates_give_every_cell_its_statistics(tmp_path):
+    """2 cells x 3 seeds: 6 FINISHED children, 3 per cell tag; the parent's summary has n = 3
+    per cell, means equal to the children's, intervals around them, p-values for the
+    comparison, the words, the plots, and a champion from the best cell."""
+    result = run_cli("-m", *TINY, "model=seq2seq,bahdanau", "seeds=3", output_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    children = [r for r in runs if r is not parent]
+    assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
+    cells: dict[str, list] = {}
+    for child in children:
+        cells.setdefault(child.data.tags["cell"], []).append(child)
+    assert sorted(len(c) for c in cells.values()) == [3, 3]
+    for replicates in cells.values():
+        assert sorted(r.data.params["seed"] for r in replicates) == ["42", "43", "44"]
+        assert len({r.data.params["data.seed"] for r in replicates}) == 1  # same data
+        name = replicates[0].data.tags["cell_name"]
+        assert sorted(r.info.run_name for r in replicates) == [
+            f"{name} seed={s}" for s in (42, 43, 44)]
+
+    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    rows = list(csv.DictReader((sweep_dir / "summary.csv").open()))
+    assert len(rows) == 2 and len(list(csv.DictReader((sweep_dir / "runs.csv").open()))) == 6
+    by_name = {rs[0].data.tags["cell_name"]: rs for rs in cells.values()}
+    for row in rows:
+        replicates = by_name[row["cell"]]
+        assert row["n"] == "3"
+        for metric in ("val/seq_acc", "test/seq_acc", "test/loss"):
+            values = [r.data.metrics[metric] for r in replicates]
+            assert float(row[metric]) == pytest.approx(sum(values) / 3)
+            low, high = float(row[f"{metric} ci_low"]), float(row[f"{metric} ci_high"])
+            assert low <= float(row[metric]) <= high
+    assert rows[1]["p welch"] != "" and rows[1]["p welch holm"] != ""
+    assert rows[1]["p paired"] != ""  # every test example's score was logged
+    words = (sweep_dir / "summary.md").read_text()
+    assert "beats" in words or "do not differ significantly" in words
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/grid.png", "plots/accuracy_by_length.png", "plots/curves.png"} <= plots
+    champion = parent.data.tags["champion_run_id"]
+    assert champion in {r.info.run_id for r in by_name[rows[0]["cell"]]}
+    assert rows[0]["cell"] in parent.data.tags["champion_reason"]
+
+
+def test_resume_reruns_only_the_killed_replicate(tmp_path):
+    """SIGKILL the second replicate (seed 43) of the first cell while it trains: the resumed
+    sweep skips seed 42, continues seed 43 in its own run, and runs the rest."""
+    markers = tmp_path / "killed"
+    args = ["-m", *TINY, "model.depth=1,2", "seeds=3", "trainer.max_epochs=2",
+            "+callbacks.kill._target_=tests.killer.KillAt", "+callbacks.kill.stage=training",
+            f"+callbacks.kill.marker_dir={markers}", "+callbacks.kill.seed=${seed}",
+            "+callbacks.kill.only_seed=43"]
+    assert run_cli(*args, output_dir=tmp_path).returncode == -signal.SIGKILL
+    client, parent, _ = _sweep_runs_by_seed(tmp_path)
+    first = {(r.data.params["model.depth"], r.data.params["seed"]): r
+             for r in client.search_runs([parent.info.experiment_id])
+             if r.info.run_id != parent.info.run_id}
+    assert set(first) == {("1", "42"), ("1", "43")}
+    result = run_cli(*args, f"sweep_id={parent.info.run_id}", output_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = {(r.data.params["model.depth"], r.data.params["seed"]): r
+             for r in client.search_runs([parent.info.experiment_id])
+             if r.info.run_id != parent.info.run_id}
+    assert len(after) == 6 and all(r.info.status == "FINISHED" for r in after.values())
+    assert after[("1", "42")].info.end_time == first[("1", "42")].info.end_time  # skipped
+    killed = after[("1", "43")]
+    assert killed.info.run_id == first[("1", "43")].info.run_id
+    assert killed.data.tags["resumed_from"].endswith("last.ckpt")
+    assert len(client.get_metric_history(killed.info.run_id, "val/loss")) == 2
+
+
+def _sweep_runs_by_seed(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    return client, parent, [r for r in runs if r is not parent]
