@@ -19,6 +19,7 @@ ARGS ?=
 SWEEP ?= grid
 SWEEP_ID ?=
 JOBS ?= 1
+SEEDS ?= 3
 HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
@@ -55,13 +56,13 @@ system-deps:  ## apt-get install Chromium and PostgreSQL for the browser and ser
 train: $(NEEDS)  ## Train one model with the default config (+ ARGS overrides)
 	$(PY) -m pipeline.train $(ARGS)
 
-sweep: $(NEEDS)  ## Run a sweep (SWEEP=grid|variants|optuna, JOBS=2 side by side, SWEEP_ID= resumes)
-	$(PY) -m pipeline.train -m hparams_search=$(SWEEP) \
+sweep: $(NEEDS)  ## Run a sweep (SWEEP=grid|variants|optuna|lengths, SEEDS=3 replicates, JOBS=2, SWEEP_ID= resumes)
+	$(PY) -m pipeline.train -m hparams_search=$(SWEEP) seeds=$(SEEDS) \
 		$(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) \
 		$(if $(SWEEP_ID),sweep_id=$(SWEEP_ID)) $(ARGS)
 
 ui: $(NEEDS)  ## Browse the results: MLflow UI on http://127.0.0.1:5000 (HOST=, PORT=)
-	$(PY) -m pipeline.tracking.store sqlite:///$(CURDIR)/outputs/mlflow.db
+	$(PY) -m pipeline.tracking.store sqlite:///$(CURDIR)/outputs/mlflow.db --ui http://$(HOST):$(PORT)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PY) -m mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
 		--default-artifact-root file://$(CURDIR)/outputs/mlartifacts --host $(HOST) --port $(PORT)
 

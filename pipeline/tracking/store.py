@@ -7,7 +7,8 @@ beside the database (``filelock``), so every entry point that opens the store (t
 the sweep callback, predict, ``make ui`` through ``python -m pipeline.tracking.store``)
 finds it either absent or complete. A store an older run left half-migrated is recreated
 when it holds no runs, otherwise refused in one line saying how to mend it.
-``python -m pipeline.tracking.store URI`` opens (creates) a store and exits.
+``python -m pipeline.tracking.store URI --ui URL`` opens (creates) a store and prints where
+each experiment's runs table is in the UI.
 """
 
 from __future__ import annotations
@@ -166,8 +167,33 @@ def server_gone(uri: str) -> bool:
     return False
 
 
-if __name__ == "__main__":
+def experiment_links(uri: str, ui: str) -> list[str]:
+    """``name: <ui>/#/experiments/<id>?workflowType=machine_learning`` per experiment: MLflow
+    3's UI opens on its GenAI pages unless told (a switch kept in the browser), and this
+    address opens the runs table."""
+    from mlflow import MlflowClient
+
+    return [f"{e.name}: {ui.rstrip('/')}/#/experiments/{e.experiment_id}"
+            "?workflowType=machine_learning"
+            for e in MlflowClient(uri).search_experiments() if e.name != "Default"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m pipeline.tracking.store URI [--ui URL]``: open (create) the store; with
+    ``--ui``, print where each experiment's runs are in that UI."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.tracking.store")
+    parser.add_argument("uri")
+    parser.add_argument("--ui", help="the UI's address, to print each experiment's link")
+    args = parser.parse_args(argv)
     try:
-        open_store(sys.argv[1])
+        open_store(args.uri)
     except StoreError as err:
         sys.exit(f"error: {err}")
+    if args.ui:
+        print("\n".join(["Training runs in the MLflow UI:", *experiment_links(args.uri, args.ui)]))
+
+
+if __name__ == "__main__":
+    main()

@@ -50,23 +50,27 @@ pytestmark = [
 ]
 
 
-def ui_command(curdir: Path, port: int) -> list[str]:
-    """The command `make ui` runs, read with `make -n` and CURDIR pointed at ``curdir`` (so
-    its store is ``curdir/outputs``), run by this interpreter's mlflow."""
+def ui_commands(curdir: Path, port: int) -> tuple[list[str], list[str]]:
+    """The two commands `make ui` runs, read with `make -n` and CURDIR pointed at ``curdir``
+    (so its store is ``curdir/outputs``), run by this interpreter: the store's opening (which
+    prints each experiment's link) and the UI."""
     dry = subprocess.run(
         ["make", "-n", "-s", "ui", f"CURDIR={curdir}", f"PORT={port}", "STAMP="],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert dry.returncode == 0, dry.stderr
-    (line,) = [ln for ln in dry.stdout.replace("\\\n", " ").splitlines() if "mlflow ui" in ln]
-    argv = shlex.split(line)
-    return [sys.executable, "-m", "mlflow", *argv[argv.index("ui"):]]
+    lines = dry.stdout.replace("\\\n", " ").splitlines()
+    (store,) = [shlex.split(ln) for ln in lines if "pipeline.tracking.store" in ln]
+    (ui,) = [shlex.split(ln) for ln in lines if "mlflow ui" in ln]
+    return ([sys.executable, *store[store.index("-m"):]],
+            [sys.executable, "-m", "mlflow", *ui[ui.index("ui"):]])
 
 
 @pytest.fixture
 def sweep(tmp_path):
-    """A two-job sweep (model.depth=1,2) into ``tmp_path/outputs``, as `make ui` finds it."""
-    result = run_cli("-m", *TINY, "model.depth=1,2", output_dir=tmp_path / "outputs")
+    """A 2-cell x 2-seed sweep (model.depth=1,2 seeds=2) into ``tmp_path/outputs``, as
+    `make ui` finds it."""
+    result = run_cli("-m", *TINY, "model.depth=1,2", "seeds=2", output_dir=tmp_path / "outputs")
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
     experiment = client.get_experiment_by_name("seq2seq-reverse")
@@ -74,7 +78,7 @@ def sweep(tmp_path):
     (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
     children = {r.info.run_name: r for r in runs
                 if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    assert sorted(children) == ["model.depth=1", "model.depth=2"]
+    assert sorted(children) == [f"model.depth={d} seed={s}" for d in (1, 2) for s in (42, 43)]
     return experiment, parent, children
 
 
@@ -82,8 +86,12 @@ def sweep(tmp_path):
 def ui(tmp_path, sweep):
     """`make ui` on a free local port over the sweep's store; yields (base URL, port)."""
     port = free_port()
-    command = ui_command(tmp_path, port)
+    store, command = ui_commands(tmp_path, port)
     assert command[command.index("--host") + 1] == "127.0.0.1"
+    opened = subprocess.run(store, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert opened.returncode == 0, opened.stderr[-2000:]
+    (runs_link,) = [ln.split(": ", 1)[1] for ln in opened.stdout.splitlines()
+                    if ln.startswith("seq2seq-reverse: ")]
     log = (tmp_path / "ui.log").open("w")
     proc = subprocess.Popen(
         command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -93,7 +101,7 @@ def ui(tmp_path, sweep):
     base = f"http://127.0.0.1:{port}"
     try:
         assert wait_healthy(base, proc, WAIT_S), (tmp_path / "ui.log").read_text()[-3000:]
-        yield base, port
+        yield base, port, runs_link
     finally:
         stop_group(proc, grace=20)  # the server forks uvicorn workers: its whole group
         log.close()
@@ -121,10 +129,11 @@ def toggle_column(page, name: str) -> None:
 
 def test_ui_lists_the_sweep_and_opens_a_childs_attention_heatmap(tmp_path, sweep, ui):
     experiment, parent, children = sweep
-    base, port = ui
+    base, port, runs_link = ui
     assert_loopback_only(port)
     eid = experiment.experiment_id
-    child = children["model.depth=1"]
+    assert runs_link == f"{base}/#/experiments/{eid}?workflowType=machine_learning"
+    child = children["model.depth=1 seed=42"]
     heatmap = (Path(child.info.artifact_uri.removeprefix("file://")) / "plots" /
                "attention_0.png").read_bytes()
     width, height = struct.unpack(">II", heatmap[16:24])  # the PNG's IHDR
@@ -138,13 +147,15 @@ def test_ui_lists_the_sweep_and_opens_a_childs_attention_heatmap(tmp_path, sweep
             page.set_default_timeout(WAIT_MS)
             page.add_init_script(CLOSE_ASSISTANT)
 
-            # The experiment's runs table: the parent, expanded to show its children.
-            page.goto(f"{base}/#/experiments/{eid}/runs")
+            # The link `make ui` prints opens the experiment on its training runs (not on
+            # MLflow 3's GenAI overview): the parent, expanded to show its children.
+            page.goto(runs_link)
             parent_link = page.get_by_role("link", name=parent.info.run_name, exact=True)
             expect(parent_link).to_be_visible(timeout=WAIT_MS)
+            assert f"/experiments/{eid}/runs" in page.url
             assert parent.info.run_name.startswith("sweep ")
             assert parent_link.get_attribute("href").endswith(f"/runs/{parent.info.run_id}")
-            expect(page.get_by_text("3 matching runs")).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_text("5 matching runs")).to_be_visible(timeout=WAIT_MS)
             page.locator(".ag-cell").filter(has=parent_link).get_by_role("button").click()
             for name, run in children.items():
                 link = page.get_by_role("link", name=name, exact=True)
@@ -152,7 +163,7 @@ def test_ui_lists_the_sweep_and_opens_a_childs_attention_heatmap(tmp_path, sweep
                 assert link.get_attribute("href").endswith(f"/runs/{run.info.run_id}")
 
             # Swap the dataset column for the swept param and the sweep's metric.
-            page.get_by_role("button", name="Columns").click()
+            page.get_by_role("button", name="Columns", exact=True).click()
             for column in ("Dataset", "model.depth", "val/seq_acc", "test/seq_acc"):
                 toggle_column(page, column)
             page.keyboard.press("Escape")
@@ -164,8 +175,30 @@ def test_ui_lists_the_sweep_and_opens_a_childs_attention_heatmap(tmp_path, sweep
                          ".ag-header-cell-resize").dblclick()  # fit the full run names
             page.screenshot(path=SHOTS / "experiment.png")
 
+            # Grouped by the cell tag: 2 groups of 2 replicates (the parent has no cell).
+            page.get_by_role("button", name="Group by").click()
+            page.get_by_role("menuitemcheckbox", name="cell_name", exact=True).click()
+            page.keyboard.press("Escape")
+            for depth in (1, 2):
+                group = page.locator(".ag-row", has_text=f"Group: model.depth={depth}")
+                expect(group).to_be_visible(timeout=WAIT_MS)
+                expect(group).to_contain_text("2")
+                for seed in (42, 43):
+                    expect(page.get_by_role("link", name=f"model.depth={depth} seed={seed}",
+                                            exact=True)).to_be_visible(timeout=WAIT_MS)
+            page.screenshot(path=SHOTS / "grouped.png")
+
+            # The parent's summary.md opens in its artifact view.
+            page.goto(f"{base}/#/experiments/{eid}/runs/{parent.info.run_id}/artifacts"
+                      "?workflowType=machine_learning")
+            page.get_by_text("summary.md", exact=True).click()
+            expect(page.get_by_text("Cells ranked by mean val/seq_acc").first).to_be_visible(
+                timeout=WAIT_MS)
+            page.screenshot(path=SHOTS / "summary.png")
+
             # A child's artifacts: plots/ -> attention_0.png is fetched and displayed.
-            page.get_by_role("link", name="model.depth=1", exact=True).click()
+            page.goto(runs_link)
+            page.get_by_role("link", name="model.depth=1 seed=42", exact=True).click()
             page.get_by_role("tab", name="Artifacts").click()
             page.get_by_text("plots", exact=True).click()
             with page.expect_response(
