@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pipeline.data.tasks import TASKS
 from pipeline.models.attention import AttentionType
 from pipeline.models.cells import Cell
+from pipeline.models.seq2seq import INITS
 
 # Beyond these a run would not fit in memory or time on any machine this project targets.
 MAX_SPLIT_SIZE = 10_000_000
@@ -59,6 +60,7 @@ class ModelConfig:
     attention: AttentionType = AttentionType.none
     feedback: bool = True
     teacher_forcing: float = 1.0
+    init: str = "keras"  # how the RNNs start: keras (the seed's library) or torch
 
 
 @dataclass
@@ -184,6 +186,7 @@ def validate(cfg: DictConfig) -> None:
     check(m.embed_dim is None or m.embed_dim >= 1, "model.embed_dim", m.embed_dim,
            "null (= hidden_dim) or an int >= 1")
     check(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "a probability in [0, 1)")
+    check(m.init in INITS, "model.init", m.init, f"one of {', '.join(INITS)}")
     check(0.0 <= m.teacher_forcing <= 1.0, "model.teacher_forcing", m.teacher_forcing,
            "a ratio in [0, 1] (1.0 = always feed the ground truth)")
     sees_source = m.bridge or m.peek or m.attention != "none" or not m.feedback

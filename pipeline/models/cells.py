@@ -31,6 +31,30 @@ class Cell(StrEnum):
 RNNS: dict[str, type[nn.RNNBase]] = {Cell.lstm: nn.LSTM, Cell.gru: nn.GRU}
 
 
+def keras_init(rnn: nn.RNNBase) -> None:
+    """Initialise ``rnn`` in the manner of Keras' LSTM/GRU layers (the seed's library), not
+    as PyTorch does (every weight and bias uniform in +-1/sqrt(H)): input kernels
+    glorot-uniform and recurrent kernels orthogonal, each gate's block on its own, biases
+    zero, and an LSTM's forget-gate bias 1 (Keras' ``unit_forget_bias``; of PyTorch's two
+    biases the input one carries it). With PyTorch's default the RepeatVector model barely
+    learns at depth 2 or more; initialising the whole (4H, H) matrices at once, as Keras
+    does, gives each gate a quarter of the scale and learns far slower there too."""
+    lstm = isinstance(rnn, nn.LSTM)
+    gates = 4 if lstm else 3
+    with torch.no_grad():
+        for name, param in rnn.named_parameters():
+            if name.startswith("bias"):
+                param.zero_()
+                if lstm and name.startswith("bias_ih"):
+                    hidden = param.shape[0] // 4
+                    param[hidden : 2 * hidden] = 1.0  # gate order i, f, g, o
+                continue
+            fill = nn.init.xavier_uniform_ if name.startswith("weight_ih") else \
+                nn.init.orthogonal_
+            for block in param.chunk(gates, dim=0):
+                fill(block)
+
+
 def gate_size(rnn: nn.RNNBase) -> int:
     """Rows of each layer's weights: 4H for an LSTM, 3H for a GRU."""
     return rnn.weight_hh_l0.shape[0]

@@ -15,6 +15,11 @@ Switches (orthogonal; the seed's classes are presets of them, see ``presets.py``
   the output only (Luong, no input feeding); with peek it also enters the recurrent step
   (Bahdanau, Luong input feeding). So every cell of depth x peek x attention is distinct.
 
+``init`` keras (default) starts every RNN in Keras' manner (glorot input kernels, orthogonal
+recurrent kernels, zero biases, LSTM forget-gate bias 1; ``cells.keras_init``) and the
+RepeatVector Dense as Keras does (glorot, zero bias); torch keeps PyTorch's defaults, with
+which the RepeatVector model barely learns at depth 2 or more.
+
 ``kind="tokens"``: embeddings in, logits out, padding (id ``pad_id``) masked everywhere.
 ``kind="vectors"``: linear in, linear out (the seed's setup, trained with mse).
 """
@@ -26,12 +31,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pipeline.models.cells import State
+from pipeline.models.cells import State, keras_init
 from pipeline.models.decoder import Decoder, Source
 from pipeline.models.encoder import Encoded, Encoder
 from pipeline.models.search import Generation, beam_search, greedy_search
 
 KINDS = ("tokens", "vectors")
+INITS = ("keras", "torch")  # how the RNNs start: Keras' scheme (see keras_init) or PyTorch's
 
 
 @dataclass
@@ -79,6 +85,7 @@ class EncoderDecoder(nn.Module):
         bos_id: int = 1,
         eos_id: int = 2,
         fast: bool = True,
+        init: str = "keras",
     ):
         super().__init__()
         if kind not in KINDS:
@@ -105,6 +112,14 @@ class EncoderDecoder(nn.Module):
             dec_depth, cell, dropout, peek, attention, feedback, fast,
         )
         self.dec_depth = dec_depth
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if init == "keras":
+            keras_init(self.encoder.rnn)
+            keras_init(self.decoder.rnn)
+            if self.decoder.repeat is not None:  # the seed's Dense(hidden, relu): Keras' own
+                nn.init.xavier_uniform_(self.decoder.repeat[0].weight)
+                nn.init.zeros_(self.decoder.repeat[0].bias)
 
     def _input_layer(self, dim: int, embed_dim: int) -> nn.Module:
         if self.kind == "tokens":
