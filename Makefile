@@ -18,7 +18,7 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 ARGS ?=
 SWEEP ?= grid
 SWEEP_ID ?=
-JOBS ?= 1
+JOBS ?= 2
 SEEDS ?= 3
 HOST ?= 127.0.0.1
 PORT ?= 5000
@@ -56,7 +56,7 @@ system-deps:  ## apt-get install Chromium and PostgreSQL for the browser and ser
 train: $(NEEDS)  ## Train one model with the default config (+ ARGS overrides)
 	$(PY) -m pipeline.train $(ARGS)
 
-sweep: $(NEEDS)  ## Run a sweep (SWEEP=grid|variants|optuna|lengths, SEEDS=3 replicates, JOBS=2, SWEEP_ID= resumes)
+sweep: $(NEEDS)  ## Run a sweep (SWEEP=grid|variants|optuna|lengths; SEEDS=3 replicates; JOBS=2 at once; SWEEP_ID= resumes)
 	$(PY) -m pipeline.train -m hparams_search=$(SWEEP) seeds=$(SEEDS) \
 		$(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) \
 		$(if $(SWEEP_ID),sweep_id=$(SWEEP_ID)) $(ARGS)

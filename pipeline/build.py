@@ -144,7 +144,7 @@ def build(cfg: DictConfig) -> Parts:
         datamodule.train_dataloader()
     with blame(cfg, "optimizer", "scheduler"):
         optimizer = instantiate(cfg.optimizer)
-        scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
+        scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     with blame(cfg, "model", "data"):
         check_memory(cfg, Seq2SeqModule.from_config, datamodule.spec)
         module = Seq2SeqModule.from_config(cfg, datamodule.spec, optimizer, scheduler)

@@ -10,6 +10,10 @@ Each entry says why it is filtered rather than fixed:
 - MLflow warns that pickled models run code when loaded: the project logs pickles on purpose
   (``generate`` and the search need the Python class) and its README says so.
 - MLflow draws artifact-download progress bars, one per model saved or loaded.
+
+And ``import lightning`` gives the ``lightning`` logger a console handler of its own while
+its records still reach the root's (Hydra's): :func:`one_console` drops the extra one, which
+printed every Lightning line twice.
 """
 
 from __future__ import annotations
@@ -48,3 +52,10 @@ def quiet() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Drop) and f.start == start for f in logger.filters):
             logger.addFilter(_Drop(start))
+
+
+def one_console() -> None:
+    """Once ``lightning`` is imported: where the root logger has a handler, Lightning's own
+    console handler only repeats each line; remove it."""
+    if logging.getLogger().handlers:
+        logging.getLogger("lightning").handlers.clear()

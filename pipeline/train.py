@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from pipeline.build import build, replicates, settle
 from pipeline.config import ConfigError
-from pipeline.logs import quiet
+from pipeline.logs import one_console, quiet
 from pipeline.tracking.outcome import JobOutcome
 from pipeline.tracking.store import StoreError, TrackingServerGone
 
@@ -57,6 +57,7 @@ def train_one(cfg: DictConfig) -> dict[str, float]:
     # Lightning and MLflow take seconds to import: only once the settings are known good.
     import lightning as L
 
+    one_console()
     from pipeline.tracking import resume
     from pipeline.tracking.run import tracked_run
 

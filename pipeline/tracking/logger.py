@@ -31,9 +31,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class RunLogger(MLFlowLogger):
-    """``MLFlowLogger`` that never ends the run itself, uploads the checkpoints of every
-    ``ModelCheckpoint`` (the best and the last), and skips those uploads when the tracking
-    server went away (each would wait out MLflow's retries)."""
+    """``MLFlowLogger`` that never ends the run itself, uploads the best checkpoint (that of
+    each ``ModelCheckpoint`` with a monitor; every one where none has), and skips the
+    uploads when the tracking server went away (each would wait out MLflow's retries).
+
+    ``last.ckpt`` is not uploaded: it serves only to resume the run from its folder, and
+    once the run is FINISHED it is deleted there (``pipeline.tracking.run``)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -48,7 +51,8 @@ class RunLogger(MLFlowLogger):
     def finalize(self, status: str = "success") -> None:
         if not self._initialized or (status == "failed" and server_gone(self._tracking_uri)):
             return
-        for callback in self._checkpoint_callbacks.values():
+        callbacks = list(self._checkpoint_callbacks.values())
+        for callback in [c for c in callbacks if c.monitor] or callbacks:
             self._scan_and_log_checkpoints(callback)
 
     @property

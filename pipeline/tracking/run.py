@@ -88,14 +88,14 @@ def tracked_run(cfg: DictConfig, trainer, datamodule, previous: Run | None,
 
 
 def drop_local_checkpoints(client: MlflowClient, run_id: str, folder: str | None) -> None:
-    """Once a run FINISHED, its checkpoints live in its artifacts (the logger uploaded them):
-    the run folder's copies served only to resume it, so each file is kept once (and an
-    ``interrupted.ckpt`` it was resumed from is spent)."""
+    """Once a run FINISHED, its best checkpoint lives in its artifacts (the logger uploaded
+    it) and the files kept only to resume it (``last.ckpt``, a spent ``interrupted.ckpt``)
+    have served: the run folder keeps none of them, so each file is stored once."""
     if folder is None or not Path(folder).is_dir():
         return
-    uploaded = {a.path for a in client.list_artifacts(run_id)} | {"interrupted"}
+    uploaded = {a.path for a in client.list_artifacts(run_id)}
     for ckpt in Path(folder).glob("*.ckpt"):
-        if ckpt.stem in uploaded:
+        if ckpt.stem in uploaded or ckpt.name in resume.RESUME_FILES:
             ckpt.unlink()
     if not any(Path(folder).iterdir()):
         shutil.rmtree(folder)

@@ -19,14 +19,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from pipeline import stats
-from pipeline.tracking import plots
+from pipeline.tracking import champion, plots
 from pipeline.tracking.artifacts import TEST_EXAMPLES
 
 ALPHA = 0.05
@@ -134,14 +133,17 @@ def statistics(client: MlflowClient, cells: list[Cell], metric: str, mode: str
     for i, other in enumerate(cells[1:], 1):
         d, p = diffs[i], welch_holm[i]
         p_paired = paired_holm[i]
-        evidence = f"Welch {stats.p_text(p)}" + (
-            f", paired over test examples {stats.p_text(p_paired)}" if np.isfinite(p_paired)
-            else "")
+        evidence = "; ".join(
+            [f"Welch {stats.p_text(p)}" if np.isfinite(p) else "one replicate: no Welch test"]
+            + ([f"paired over test examples {stats.p_text(p_paired)}"]
+               if np.isfinite(p_paired) else []))
         significant = (np.isfinite(p) and p < ALPHA) or (np.isfinite(p_paired)
                                                           and p_paired < ALPHA)
         if significant and better * d.diff > 0:
-            lines.append(f"- {best.name} beats {other.name} by {abs(d.diff) * scale:.1f} +/- "
-                         f"{d.half_width * scale:.1f}{unit} on {test_metric} ({evidence}).")
+            margin = (f" +/- {d.half_width * scale:.1f}" if np.isfinite(d.half_width)
+                      else "")
+            lines.append(f"- {best.name} beats {other.name} by {abs(d.diff) * scale:.1f}"
+                         f"{margin}{unit} on {test_metric} ({evidence}).")
         else:
             lines.append(f"- {other.name} and {best.name} do not differ significantly on "
                          f"{test_metric} ({evidence}).")
@@ -170,66 +172,45 @@ def readable(table: pd.DataFrame, metric: str) -> str:
     return shown.to_markdown(index=False)
 
 
+def band(samples: dict) -> pd.DataFrame:
+    """Per key (a length bucket, an epoch): the mean of its values and the 95 % interval
+    (the mean alone where there is one value), one row each."""
+    rows = {key: stats.summarise(values) for key, values in samples.items()}
+    return pd.DataFrame({"mean": [s.mean for s in rows.values()],
+                         "low": [s.low if s.n > 1 else s.mean for s in rows.values()],
+                         "high": [s.high if s.n > 1 else s.mean for s in rows.values()]},
+                        index=list(rows))
+
+
 def log_plots(client: MlflowClient, parent_id: str, cells: list[Cell], table: pd.DataFrame,
               metric: str) -> None:
     """``plots/grid.png``, ``plots/accuracy_by_length.png`` and ``plots/curves.png``."""
     figures = {"plots/grid.png": plots.grid_bars(
         list(table.cell), table[metric], table[f"{metric} ci_low"], table[f"{metric} ci_high"],
         metric)}
-    by_length = {}
+    by_length, curves = {}, {}
     for cell in cells:
         buckets = defaultdict(list)
         for run in cell.finished:
             for bucket, value in plots.bucket_curves(run.data.metrics).items():
                 buckets[bucket].append(value)
         if buckets:
-            summaries = {b: stats.summarise(v) for b, v in sorted(buckets.items())}
-            by_length[cell.name] = pd.DataFrame(
-                {"mean": [s.mean for s in summaries.values()],
-                 "low": [s.low for s in summaries.values()],
-                 "high": [s.high for s in summaries.values()]}, index=list(summaries))
+            by_length[cell.name] = band(dict(sorted(buckets.items())))
+        epochs = defaultdict(list)  # runs stopped early leave their later epochs out
+        for run in cell.finished:
+            history = sorted(client.get_metric_history(run.info.run_id, metric),
+                             key=lambda m: m.step)
+            for i, m in enumerate(history):
+                epochs[i + 1].append(m.value)
+        if epochs:
+            curves[cell.name] = band(epochs)
     if by_length:
         figures["plots/accuracy_by_length.png"] = plots.accuracy_by_length(by_length)
-    curves = {}
-    for cell in cells:
-        histories = [pd.Series({m.step: m.value for m in
-                                client.get_metric_history(r.info.run_id, metric)})
-                     for r in cell.finished]
-        histories = [h.reset_index(drop=True) for h in histories if len(h)]
-        if histories:
-            frame = pd.concat(histories, axis=1)
-            epochs = [stats.summarise(row) for row in frame.to_numpy()]
-            curves[cell.name] = pd.DataFrame(
-                {"mean": [e.mean for e in epochs],
-                 "low": [e.low if e.n > 1 else e.mean for e in epochs],
-                 "high": [e.high if e.n > 1 else e.mean for e in epochs]},
-                index=np.arange(1, len(epochs) + 1))
     if curves:
         figures["plots/curves.png"] = plots.curves_with_bands(curves, metric)
     for path, fig in figures.items():
         client.log_figure(parent_id, fig, path)
         plots.plt.close(fig)
-
-
-def register_champion(tracking_uri: str, parent_id: str, name: str, cell: Cell, metric: str,
-                      mode: str) -> None:
-    """Register the best cell's replicate with the best ``metric`` (validation) under
-    ``name`` with the alias ``champion``; the parent's tags say which and why."""
-    candidates = [r for r in cell.finished if r.data.tags.get("model_uri")
-                  and metric in r.data.metrics]
-    if not candidates:
-        return
-    pick = (max if mode == "max" else min)(candidates, key=lambda r: r.data.metrics[metric])
-    client = MlflowClient(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    version = mlflow.register_model(pick.data.tags["model_uri"], name,
-                                    tags={"sweep_run_id": parent_id})
-    client.set_registered_model_alias(name, "champion", version.version)
-    client.set_tag(parent_id, "champion", f"models:/{name}@champion")
-    client.set_tag(parent_id, "champion_run_id", pick.info.run_id)
-    client.set_tag(parent_id, "champion_reason", (
-        f"the replicate with the best {metric} ({pick.data.metrics[metric]:.4g}) of "
-        f"{len(candidates)} in the best cell, {cell.name}, best by mean {metric}"))
 
 
 def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[Run],
@@ -258,5 +239,6 @@ def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[R
                     and " " not in key and pd.notna(value):
                 client.log_metric(parent_id, f"best/{key}", float(value))
         client.set_tag(parent_id, "best_cell", best.name)
-        register_champion(tracking_uri, parent_id, experiment_name, best, metric, mode)
+        champion.register(tracking_uri, parent_id, experiment_name, best.name, best.finished,
+                          metric, mode)
     return table

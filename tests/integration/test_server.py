@@ -95,7 +95,8 @@ def test_parallel_sweep_logs_every_run_to_the_server(server, tmp_path):
         assert child.data.params["optimizer.lr"] == "0.003"
         assert {d.tags[0].value for d in child.inputs.dataset_inputs} == {"train", "val", "test"}
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert {"samples.json", "environment", "hydra", "plots", "last"} <= artifacts
+        assert {"samples.json", "environment", "hydra", "plots"} <= artifacts
+        assert any(a.startswith("epoch") for a in artifacts)  # the best checkpoint
     logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"summary.csv", "summary.md", "plots"} <= logged
     assert any((folder / "artifacts").rglob("samples.json"))  # proxied to the server's disk

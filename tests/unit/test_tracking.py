@@ -39,3 +39,15 @@ def test_other_errors_and_a_persistent_race_still_raise():
         log_datasets(RacingClient(1, "permission denied"), "run", "reverse", SPLITS)
     with pytest.raises(MlflowException, match="already exists"):
         log_datasets(RacingClient(3), "run", "reverse", SPLITS)
+
+
+def test_band_gives_each_key_its_mean_and_interval_and_a_lone_value_no_spread():
+    from pipeline.tracking.sweep_report import band
+
+    table = band({1: [0.5, 0.7, 0.6], 2: [0.9], 3: [0.8, np.nan, 0.8]})
+    assert list(table.index) == [1, 2, 3]
+    assert table.loc[1, "mean"] == pytest.approx(0.6)
+    # Student t, 2 degrees of freedom: 0.6 +/- 4.303 * 0.1 / sqrt(3)
+    assert table.loc[1, "high"] - 0.6 == pytest.approx(4.3027 * 0.1 / np.sqrt(3), rel=1e-4)
+    assert table.loc[2].tolist() == [0.9, 0.9, 0.9]
+    assert table.loc[3].tolist() == pytest.approx([0.8, 0.8, 0.8])  # NaN left out

@@ -1,0 +1,30 @@
+"""The sweep's champion: the best cell's best replicate, registered in MLflow's model
+registry under the experiment's name with the alias ``champion``."""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+
+def register(tracking_uri: str, parent_id: str, name: str, cell: str, runs: list[Run],
+             metric: str, mode: str) -> None:
+    """Register the replicate of the best cell (named ``cell``, its ``runs``) with the best
+    ``metric`` (validation) under ``name`` with the alias ``champion``; the parent's tags
+    say which and why."""
+    candidates = [r for r in runs if r.data.tags.get("model_uri")
+                  and metric in r.data.metrics]
+    if not candidates:
+        return
+    pick = (max if mode == "max" else min)(candidates, key=lambda r: r.data.metrics[metric])
+    client = MlflowClient(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    version = mlflow.register_model(pick.data.tags["model_uri"], name,
+                                    tags={"sweep_run_id": parent_id})
+    client.set_registered_model_alias(name, "champion", version.version)
+    client.set_tag(parent_id, "champion", f"models:/{name}@champion")
+    client.set_tag(parent_id, "champion_run_id", pick.info.run_id)
+    client.set_tag(parent_id, "champion_reason", (
+        f"the replicate with the best {metric} ({pick.data.metrics[metric]:.4g}) of "
+        f"{len(candidates)} in the best cell, {cell}, best by mean {metric}"))
