@@ -20,6 +20,7 @@ SEED_CALLS = [
 ]
 
 
+@pytest.mark.slow  # trains each seed call for steps: seconds each
 @pytest.mark.parametrize(("call", "output_dim"), SEED_CALLS)
 def test_seed_call_maps_shapes_and_trains_with_mse(call, output_dim):
     torch.manual_seed(0)
