@@ -54,6 +54,7 @@ class ModelConfig:
     hidden_dim: int = 128
     embed_dim: int | None = None
     dropout: float = 0.0
+    io_dropout: float = 0.0
     bidirectional: bool = False
     bridge: bool = True
     peek: bool = False
@@ -186,6 +187,8 @@ def validate(cfg: DictConfig) -> None:
     check(m.embed_dim is None or m.embed_dim >= 1, "model.embed_dim", m.embed_dim,
            "null (= hidden_dim) or an int >= 1")
     check(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "a probability in [0, 1)")
+    check(0.0 <= m.io_dropout < 1.0, "model.io_dropout", m.io_dropout,
+           "a probability in [0, 1)")
     check(m.init in INITS, "model.init", m.init, f"one of {', '.join(INITS)}")
     check(0.0 <= m.teacher_forcing <= 1.0, "model.teacher_forcing", m.teacher_forcing,
            "a ratio in [0, 1] (1.0 = always feed the ground truth)")
@@ -212,6 +215,9 @@ def validate(cfg: DictConfig) -> None:
            "null (about 5 buckets) or an int >= 1")
     check(is_int(cfg.seeds) and 1 <= cfg.seeds <= MAX_SEEDS, "seeds", cfg.seeds,
           f"an int in [1, {MAX_SEEDS}]: replicates of every configuration")
+    smoothing = cfg.get("label_smoothing", 0.0)
+    check(isinstance(smoothing, int | float) and 0.0 <= smoothing < 1.0, "label_smoothing",
+          smoothing, "a share in [0, 1) (0: plain cross-entropy)")
     check(1 <= cfg.eval.beam_size <= MAX_BEAM, "eval.beam_size", cfg.eval.beam_size,
            f"an int in [1, {MAX_BEAM}]")
     precision = cfg.accel.matmul_precision

@@ -73,6 +73,7 @@ class Seq2SeqModule(L.LightningModule):
         bucket_width: int = 5,
         mase_scale: float | None = None,
         cuda_graphs: bool = False,
+        label_smoothing: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -111,6 +112,7 @@ class Seq2SeqModule(L.LightningModule):
             bucket_width=cfg.eval.get("bucket_width") or -(-spec.max_source_len // BUCKETS),
             mase_scale=spec.mase_scale,
             cuda_graphs=cfg.accel.cuda_graphs,
+            label_smoothing=cfg.get("label_smoothing", 0.0),
         )
 
     @property
@@ -143,11 +145,12 @@ class Seq2SeqModule(L.LightningModule):
     def forward(self, src, src_lengths=None, **kwargs):
         return self.net.generate(src, src_lengths, **kwargs)
 
-    def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs: torch.Tensor, target: torch.Tensor,
+             label_smoothing: float = 0.0) -> torch.Tensor:
+        """Cross-entropy over the real target tokens (mse for vectors)."""
         if self.tokens:
-            return F.cross_entropy(
-                outputs.flatten(0, 1), target.flatten(), ignore_index=self.net.pad_id
-            )
+            return F.cross_entropy(outputs.flatten(0, 1), target.flatten(),
+                                   ignore_index=self.net.pad_id, label_smoothing=label_smoothing)
         return F.mse_loss(outputs, target)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -155,7 +158,7 @@ class Seq2SeqModule(L.LightningModule):
             outputs = self.graphs(batch.src, batch.src_lengths, batch.tgt)
         else:
             outputs = self.net(batch.src, batch.src_lengths, target=batch.tgt).outputs
-        loss = self.loss(outputs, batch.tgt)
+        loss = self.loss(outputs, batch.tgt, self.hparams.label_smoothing)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(loss.item(), self.current_epoch, self.global_step)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,

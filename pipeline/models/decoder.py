@@ -16,7 +16,8 @@ general         y_t = O([s_t; c_t])  (Luong, no input       s_t = RNN([x_t; c_t]
 
 x_t is the previous output y_t-1 embedded (feedback), or, without feedback, the encoder
 summary through ``Dense(H, relu)`` at every step (the seed's RepeatVector model).
-O([s; c]) is ``Linear(tanh(Linear([s; c])))``; O(s) is ``Linear(s)``.
+O([s; c]) is ``Linear(tanh(Linear([s; c])))``; O(s) is ``Linear(s)``. ``io_dropout`` drops
+out the embedded previous outputs x_t and the features entering the last ``Linear`` of O.
 
 Two paths compute the same numbers (to float tolerance; tested against each other), chosen
 in one place, :meth:`Decoder.run` / :meth:`Decoder.step`, by the ``fast`` switch:
@@ -107,9 +108,11 @@ class Decoder(nn.Module):
         attention: str = "none",
         feedback: bool = True,
         fast: bool = True,
+        io_dropout: float = 0.0,
     ):
         super().__init__()
         self.input = input if feedback else None
+        self.io_dropout = io_dropout
         self.peek = peek
         self.feedback = feedback
         self.fast = fast
@@ -139,7 +142,7 @@ class Decoder(nn.Module):
             source.keys = self.attention.keys(enc.memory)
         if not self.fast:
             return source
-        if isinstance(self.input, nn.Embedding):
+        if isinstance(self.input, nn.Embedding) and not self._drops_inputs:
             source.token_gates = F.linear(self.input.weight, self._w_input)
         if self.peek and self.attention is None:
             source.summary_gates = F.linear(enc.summary, self._w_context)
@@ -178,13 +181,16 @@ class Decoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``steps`` steps over previous outputs known in advance, ``prev`` (B, T) tokens or
         (B, T, D) vectors (None without feedback): outputs (B, T, V), weights (B, T, S)."""
-        if not self.fast:
-            x, outputs, weights = self._inputs(prev, source, steps), [], []
+        if not self.fast:  # the steps, then the output layer over all of them
+            x, hs, contexts, weights = self._inputs(prev, source, steps), [], [], []
             for t in range(steps):
-                out, state, w = self._plain_step(x[:, t : t + 1], state, source)
-                outputs.append(out)
+                h, state, ctx, w = self._plain_recur(x[:, t : t + 1], state, source)
+                hs.append(h)
+                contexts.append(ctx)
                 weights.append(w)
-            return torch.cat(outputs, 1), None if weights[0] is None else torch.cat(weights, 1)
+            ctx = None if contexts[0] is None else torch.cat(contexts, 1)
+            out, w = self._output(torch.cat(hs, 1), source, ctx)
+            return out, w if ctx is None else torch.cat(weights, 1)
         if not self.input_feeding:
             x = self._inputs(prev, source, steps)
             if self.peek:
@@ -205,12 +211,19 @@ class Decoder(nn.Module):
         """Decoder inputs (B, T, E): the embedded previous outputs, or the repeated summary
         without feedback."""
         if self.feedback:
-            return self.input(prev)
+            return F.dropout(self.input(prev), self.io_dropout, self.training)
         return self.repeat(source.summary).unsqueeze(1).expand(-1, steps, -1)
 
     # -- the plain path ---------------------------------------------------------------------
 
     def _plain_step(self, x, state, source):
+        h, state, ctx, weights = self._plain_recur(x, state, source)
+        out, w = self._output(h, source, ctx)
+        return out, state, weights if weights is not None else w
+
+    def _plain_recur(self, x, state, source):
+        """The recurrent step: s_t (B, 1, H), the new state and, with input feeding, the
+        context (B, 1, H) and weights (B, 1, S) it used (else None, None)."""
         weights = ctx = None
         if self.input_feeding:
             query = (state[0] if isinstance(state, tuple) else state)[-1].unsqueeze(1)
@@ -219,10 +232,14 @@ class Decoder(nn.Module):
         elif self.peek:
             x = torch.cat([x, source.summary.unsqueeze(1)], dim=-1)
         h, state = self.rnn(x, state)
-        out, w = self._output(h, source, ctx)
-        return out, state, weights if weights is not None else w
+        return h, state, ctx, weights
 
     # -- the fast path's step ---------------------------------------------------------------
+
+    @property
+    def _drops_inputs(self) -> bool:
+        """Dropout on E[y]: the table projected once, (E W^T)[y], cannot apply it."""
+        return self.training and self.io_dropout > 0
 
     @property
     def _w_input(self) -> torch.Tensor:
@@ -236,12 +253,12 @@ class Decoder(nn.Module):
     def _first_gates(self, prev: torch.Tensor | None, source: Source, steps: int):
         """The inputs' share of the first layer's gates for ``steps`` steps (B, T, G)."""
         bias = self.rnn.bias_ih_l0
-        if source.token_gates is not None:
+        if source.token_gates is not None and not self._drops_inputs:
             return F.embedding(prev, source.token_gates, self.input.padding_idx) + bias
         if not self.feedback:  # the same input at every step
             first = F.linear(self.repeat(source.summary), self._w_input, bias)
             return first.unsqueeze(1).expand(-1, steps, -1)
-        return F.linear(self.input(prev), self._w_input, bias)
+        return F.linear(self._inputs(prev, source, steps), self._w_input, bias)
 
     def _advance(self, first: torch.Tensor, layers: list, source: Source):
         """One recurrent step through the cells from the inputs' gates ``first`` (B, G):
@@ -275,4 +292,6 @@ class Decoder(nn.Module):
             ctx = source.summary.unsqueeze(1).expand_as(h)
         if self.combine is not None:
             h = torch.tanh(self.combine(torch.cat([h, ctx], dim=-1)))
+        if self.training and self.io_dropout > 0:  # a mask's layout follows h's strides:
+            h = F.dropout(h.contiguous(), self.io_dropout)  # contiguous, the same on both paths
         return self.out(h), weights

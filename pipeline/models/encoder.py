@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -35,7 +36,8 @@ def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 
 
 class Encoder(nn.Module):
-    """Embeds (tokens) or projects (vectors) the input and runs a packed RNN over it.
+    """Embeds (tokens) or projects (vectors) the input (``io_dropout`` on the result) and runs
+    a packed RNN over it.
 
     Padding never reaches the RNN (packed sequences), so the final state of every
     sequence is taken at its own last real step, and the backward direction of a
@@ -53,9 +55,11 @@ class Encoder(nn.Module):
         dropout: float = 0.0,
         final_state: bool = True,
         outputs: bool = True,
+        io_dropout: float = 0.0,
     ):
         super().__init__()
         self.final_state = final_state
+        self.io_dropout = io_dropout
         self.input = input
         self.cell = cell
         self.depth = depth
@@ -79,7 +83,7 @@ class Encoder(nn.Module):
         )
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> Encoded:
-        x = self.input(src)
+        x = F.dropout(self.input(src), self.io_dropout, self.training)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])

@@ -3,6 +3,8 @@
 Switches (orthogonal; the seed's classes are presets of them, see ``presets.py``):
 
 - ``cell`` lstm|gru, ``depth`` int or ``[encoder, decoder]``, ``dropout`` between layers;
+  ``io_dropout`` on the embedded inputs of encoder and decoder and on the output layer's
+  input (the connections outside the stacks; Zaremba et al. 2014 drop both kinds);
 - ``bidirectional`` encoder, directions concatenated and projected to ``hidden_dim``;
 - ``bridge``: the encoder's final state initialises the decoder, layer by layer (decoder
   layer i takes encoder layer min(i, encoder depth - 1)); off: the decoder starts at zeros;
@@ -74,6 +76,7 @@ class EncoderDecoder(nn.Module):
         depth: int | list[int] | tuple[int, int] = 1,
         cell: str = "lstm",
         dropout: float = 0.0,
+        io_dropout: float = 0.0,
         bidirectional: bool = False,
         bridge: bool = True,
         peek: bool = False,
@@ -106,10 +109,11 @@ class EncoderDecoder(nn.Module):
         self.encoder = Encoder(
             self._input_layer(input_dim, embed_dim), embed_dim, hidden_dim, enc_depth,
             cell, bidirectional, dropout, final_state, outputs=attention != "none",
+            io_dropout=io_dropout,
         )
         self.decoder = Decoder(
             self._input_layer(output_dim, embed_dim), output_dim, embed_dim, hidden_dim,
-            dec_depth, cell, dropout, peek, attention, feedback, fast,
+            dec_depth, cell, dropout, peek, attention, feedback, fast, io_dropout,
         )
         self.dec_depth = dec_depth
         if init not in INITS:

@@ -20,6 +20,8 @@ from pipeline.tracking.naming import config_hash, flatten
         ("model.depth=[2,0]", "model.depth"),
         ("model.hidden_dim=-3", "model.hidden_dim"),
         ("model.dropout=1.5", "model.dropout"),
+        ("model.io_dropout=-0.1", "model.io_dropout"),
+        ("label_smoothing=1.0", "label_smoothing"),
         ("model.teacher_forcing=2", "model.teacher_forcing"),
         ("data.batch_size=0", "data.batch_size"),
         ("eval.beam_size=0", "eval.beam_size"),

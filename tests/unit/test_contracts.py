@@ -104,7 +104,7 @@ VARIANTS = [
     dict(attention="additive"),
     dict(attention="additive", peek=True, bidirectional=True, bridge=False),
     dict(attention="dot", peek=True, cell="gru", depth=[2, 3]),
-    dict(attention="general", peek=True, depth=2),
+    dict(attention="general", peek=True, depth=2, io_dropout=0.2),
     dict(attention="additive", peek=True, feedback=False, bridge=False),
 ]
 

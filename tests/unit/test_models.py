@@ -100,15 +100,23 @@ FEEDING = [
     dict(attention="additive", peek=True, bidirectional=True, bridge=False),
     dict(attention="general", peek=True, cell="gru", depth=[2, 3]),
     dict(attention="dot", peek=True, depth=2, dropout=0.3),
+    dict(attention="additive", peek=True, bidirectional=True, io_dropout=0.3),
+]
+# io_dropout on the paths without input feeding: Luong (fused RNN), Cho (peek), RepeatVector.
+IO_DROPOUT = [
+    dict(attention="additive", io_dropout=0.3),
+    dict(peek=True, depth=2, dropout=0.2, io_dropout=0.3),
+    dict(feedback=False, bridge=False, cell="gru", io_dropout=0.3),
 ]
 
 
 @pytest.mark.parametrize("train", [False, True])
-@pytest.mark.parametrize("kw", FEEDING)
-def test_input_feeding_fast_path_equals_plain_steps(kw, train):
-    """Teacher forcing 1.0 with input feeding (input projection precomputed, cells called
-    directly, output layer after the loop) equals nn.LSTM/GRU step by step: outputs,
-    attention, gradients, and the random numbers drawn (so later shuffles are unchanged)."""
+@pytest.mark.parametrize("kw", FEEDING + IO_DROPOUT)
+def test_fast_path_equals_plain_steps(kw, train):
+    """Teacher forcing 1.0 on the fast path (input projection precomputed, cells called
+    directly or one fused RNN call, output layer after the loop) equals nn.LSTM/GRU step by
+    step, dropout included: outputs, attention, gradients, and the random numbers drawn (so
+    later shuffles are unchanged)."""
     model = make(**kw).train(train)
     src, lengths, tgt = batch()
     params = [p for p in model.parameters() if p.requires_grad]

@@ -1,0 +1,35 @@
+"""The LightningModule's loss: label smoothing trains, the plain cross-entropy reports."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.data import Batch
+from pipeline.module import Seq2SeqModule
+
+NET = dict(_target_="pipeline.models.EncoderDecoder", input_dim=12, output_dim=12,
+           hidden_dim=16, attention="additive", peek=True)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_label_smoothing_enters_the_training_loss_only(smoothing):
+    module = Seq2SeqModule(NET, label_smoothing=smoothing)
+    logged = {}
+    module.log = lambda name, value, **_: logged.setdefault(name, value)
+    g = torch.Generator().manual_seed(0)
+    src, tgt = torch.randint(4, 12, (6, 5), generator=g), torch.randint(4, 12, (6, 4), generator=g)
+    batch = Batch(src, torch.full((6,), 5), tgt, torch.arange(6))
+
+    loss = module.training_step(batch, 0)
+    logits = module.net(src, batch.src_lengths, target=tgt).outputs.flatten(0, 1)
+    expected = F.cross_entropy(logits, tgt.flatten(), label_smoothing=smoothing)
+    torch.testing.assert_close(loss, expected)
+    if smoothing:
+        assert not torch.allclose(loss, F.cross_entropy(logits, tgt.flatten()))
+
+    module.eval()
+    with torch.no_grad():
+        module._evaluate(batch, "val")
+    plain = F.cross_entropy(module.net(src, batch.src_lengths, target=tgt,
+                                       teacher_forcing=1.0).outputs.flatten(0, 1), tgt.flatten())
+    torch.testing.assert_close(logged["val/loss"], plain)
