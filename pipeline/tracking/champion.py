@@ -8,16 +8,23 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 
+def at_best(run: Run, metric: str) -> float | None:
+    """``run``'s ``metric`` at its best checkpoint (``best/<metric>``, logged for the
+    monitored metric), else its last logged value, else None."""
+    metrics = run.data.metrics
+    return metrics.get(f"best/{metric}", metrics.get(metric))
+
+
 def register(tracking_uri: str, parent_id: str, name: str, cell: str, runs: list[Run],
              metric: str, mode: str) -> None:
     """Register the replicate of the best cell (named ``cell``, its ``runs``) with the best
     ``metric`` (validation) under ``name`` with the alias ``champion``; the parent's tags
     say which and why."""
     candidates = [r for r in runs if r.data.tags.get("model_uri")
-                  and metric in r.data.metrics]
+                  and at_best(r, metric) is not None]
     if not candidates:
         return
-    pick = (max if mode == "max" else min)(candidates, key=lambda r: r.data.metrics[metric])
+    pick = (max if mode == "max" else min)(candidates, key=lambda r: at_best(r, metric))
     client = MlflowClient(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     version = mlflow.register_model(pick.data.tags["model_uri"], name,
@@ -26,5 +33,5 @@ def register(tracking_uri: str, parent_id: str, name: str, cell: str, runs: list
     client.set_tag(parent_id, "champion", f"models:/{name}@champion")
     client.set_tag(parent_id, "champion_run_id", pick.info.run_id)
     client.set_tag(parent_id, "champion_reason", (
-        f"the replicate with the best {metric} ({pick.data.metrics[metric]:.4g}) of "
+        f"the replicate with the best {metric} ({at_best(pick, metric):.4g}) of "
         f"{len(candidates)} in the best cell, {cell}, best by mean {metric}"))

@@ -1,7 +1,8 @@
 """The sweep parent's report: statistics over each cell's replicates, plots, the champion.
 
 A cell is one configuration of the sweep (the ``cell`` tag its replicates share). Cells are
-ranked by the mean of the monitored (validation) metric; the best is compared with every
+ranked by the mean of the monitored (validation) metric at each run's best checkpoint, the
+weights its test scores come from (``best/<monitor>``); the best is compared with every
 other on the test metric, by Welch's t-test over the replicates and, with every test
 example's score logged, by a paired permutation test over the examples, Holm-corrected
 (``pipeline/stats.py``). Written to the parent: ``summary.csv`` (one row per cell),
@@ -43,7 +44,10 @@ class Cell:
         return [r for r in self.runs if r.info.status == "FINISHED"]
 
     def values(self, metric: str) -> list[float]:
-        return [r.data.metrics[metric] for r in self.finished if metric in r.data.metrics]
+        """``metric`` of each finished replicate: at its best checkpoint where the run logged
+        that (``best/<monitor>``), else its last value."""
+        scores = (champion.at_best(r, metric) for r in self.finished)
+        return [s for s in scores if s is not None]
 
 
 def cells_of(runs: list[Run]) -> list[Cell]:

@@ -51,3 +51,21 @@ def test_band_gives_each_key_its_mean_and_interval_and_a_lone_value_no_spread():
     assert table.loc[1, "high"] - 0.6 == pytest.approx(4.3027 * 0.1 / np.sqrt(3), rel=1e-4)
     assert table.loc[2].tolist() == [0.9, 0.9, 0.9]
     assert table.loc[3].tolist() == pytest.approx([0.8, 0.8, 0.8])  # NaN left out
+
+
+def test_cells_are_scored_at_the_checkpoint_that_was_tested():
+    """A run that peaked at epoch 3 and ended lower counts with its best checkpoint's
+    validation score (the weights its test metrics come from); a run without
+    ``best/<monitor>`` counts with its last value."""
+    from types import SimpleNamespace
+
+    from pipeline.tracking.sweep_report import Cell
+
+    def run(**metrics):
+        return SimpleNamespace(info=SimpleNamespace(status="FINISHED"),
+                               data=SimpleNamespace(metrics=metrics))
+
+    cell = Cell("c", [run(**{"val/seq_acc": 0.80, "best/val/seq_acc": 0.95, "test/seq_acc": 0.9}),
+                      run(**{"val/seq_acc": 0.70})])
+    assert cell.values("val/seq_acc") == [0.95, 0.70]
+    assert cell.values("test/seq_acc") == [0.9]
