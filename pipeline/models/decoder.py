@@ -95,6 +95,8 @@ class Source:
 class Decoder(nn.Module):
     """Decoder over an :class:`Encoded` source; see the module docstring for the wiring."""
 
+    io_dropout = 0.0  # the default of models pickled (logged to MLflow) before the option
+
     def __init__(
         self,
         input: nn.Module,

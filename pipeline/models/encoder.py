@@ -44,6 +44,8 @@ class Encoder(nn.Module):
     bidirectional encoder starts at the last real token.
     """
 
+    io_dropout = 0.0  # the default of models pickled (logged to MLflow) before the option
+
     def __init__(
         self,
         input: nn.Module,
