@@ -144,7 +144,7 @@ class Decoder(nn.Module):
             source.keys = self.attention.keys(enc.memory)
         if not self.fast:
             return source
-        if isinstance(self.input, nn.Embedding) and not self._drops_inputs:
+        if isinstance(self.input, nn.Embedding) and not self._io_dropping:
             source.token_gates = F.linear(self.input.weight, self._w_input)
         if self.peek and self.attention is None:
             source.summary_gates = F.linear(enc.summary, self._w_context)
@@ -239,8 +239,9 @@ class Decoder(nn.Module):
     # -- the fast path's step ---------------------------------------------------------------
 
     @property
-    def _drops_inputs(self) -> bool:
-        """Dropout on E[y]: the table projected once, (E W^T)[y], cannot apply it."""
+    def _io_dropping(self) -> bool:
+        """Training with ``io_dropout``: the table projected once, (E W^T)[y], cannot drop
+        out E[y], so :meth:`prepare` leaves it out."""
         return self.training and self.io_dropout > 0
 
     @property
@@ -255,7 +256,7 @@ class Decoder(nn.Module):
     def _first_gates(self, prev: torch.Tensor | None, source: Source, steps: int):
         """The inputs' share of the first layer's gates for ``steps`` steps (B, T, G)."""
         bias = self.rnn.bias_ih_l0
-        if source.token_gates is not None and not self._drops_inputs:
+        if source.token_gates is not None:
             return F.embedding(prev, source.token_gates, self.input.padding_idx) + bias
         if not self.feedback:  # the same input at every step
             first = F.linear(self.repeat(source.summary), self._w_input, bias)
@@ -294,6 +295,6 @@ class Decoder(nn.Module):
             ctx = source.summary.unsqueeze(1).expand_as(h)
         if self.combine is not None:
             h = torch.tanh(self.combine(torch.cat([h, ctx], dim=-1)))
-        if self.training and self.io_dropout > 0:  # a mask's layout follows h's strides:
+        if self._io_dropping:  # a mask's layout follows h's strides:
             h = F.dropout(h.contiguous(), self.io_dropout)  # contiguous, the same on both paths
         return self.out(h), weights
