@@ -10,7 +10,9 @@ from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, RunMode
 from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.strategies import DDPStrategy
+from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 
 from pipeline.build import check_environment
 from tests.conftest import CONF
@@ -54,6 +56,10 @@ def test_slurm_tasks_become_the_ddp_ranks(compose_cfg, monkeypatch):
                        "SLURM_LOCALID": "3", "SLURM_NODEID": "0", "SLURM_JOB_ID": "42",
                        "SLURM_JOB_NAME": "pipeline.train", "SLURM_NODELIST": "node1"}.items():
         monkeypatch.setenv(key, value)
+    # The strategy sets the process-wide rank Lightning's rank_zero_only reads (later
+    # trainings in this process would log nothing): restore it after the test.
+    for flag in (rank_zero_only, utils_rank_zero_only):
+        monkeypatch.setattr(flag, "rank", getattr(flag, "rank", 0), raising=False)
     cfg = compose_cfg("trainer=slurm", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4",
                       "trainer.accelerator=cpu")
     assert cfg.trainer.devices == 4 and cfg.trainer.num_nodes == 1
@@ -64,3 +70,4 @@ def test_slurm_tasks_become_the_ddp_ranks(compose_cfg, monkeypatch):
     assert isinstance(environment, SLURMEnvironment)
     assert (trainer.world_size, trainer.global_rank, trainer.local_rank) == (4, 3, 3)
     assert not trainer.is_global_zero
+    assert rank_zero_only.rank == utils_rank_zero_only.rank == 3
