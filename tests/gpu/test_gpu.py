@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from pipeline.accel import DecoderGraphs
 from pipeline.models import EncoderDecoder
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.gpu
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from pipeline.build import build, settle
 from pipeline.config import ConfigError
 from pipeline.train import train
-from tests.conftest import TINY, run_cli
+from tests.helpers import TINY, run_cli
 
 pytestmark = pytest.mark.slow
 

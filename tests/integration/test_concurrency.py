@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from pipeline.tracking.server import stop_group, wait_healthy
 from pipeline.tracking.store import half_migrated
-from tests.conftest import ROOT, TINY, free_port
+from tests.helpers import ROOT, TINY, free_port
 
 pytestmark = pytest.mark.slow
 

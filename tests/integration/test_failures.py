@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from pipeline.module import NonFiniteLossError
 from pipeline.train import train
-from tests.conftest import ROOT, TINY, run_cli
+from tests.helpers import ROOT, TINY, run_cli
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pipeline.train import train
-from tests.conftest import ROOT, TINY
+from tests.helpers import ROOT, TINY
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ def store(tmp_path_factory):
     import mlflow
     from mlflow import MlflowClient
 
-    from tests.conftest import compose_config
+    from tests.helpers import compose_config
 
     out = tmp_path_factory.mktemp("predict")
     cfg = compose_config(out, *TINY)

@@ -18,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline.tracking.server import LocalPostgres, pg_bin, wait_healthy
-from tests.conftest import ROOT, TINY, free_port, run_cli
+from tests.helpers import ROOT, TINY, free_port, run_cli
 
 pytestmark = [
     pytest.mark.postgres,

@@ -11,7 +11,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, TINY, run_cli
+from tests.helpers import ROOT, TINY, run_cli
 
 
 def test_multirun_makes_one_parent_and_a_child_per_job(tmp_path):
@@ -114,12 +114,12 @@ def test_ddp_inside_a_multirun_stays_one_sweep(tmp_path, sweeper):
     """trainer=ddp_cpu (ddp_spawn, 2 ranks) in a 2-job multirun: one sweep folder, one
     parent, one child per job; both ranks of a job train the same config on disjoint
     halves of the data, and what MLflow holds is what every rank computed after the
-    reduction (each rank writes a file: tests/rank_recorder.py)."""
+    reduction (each rank writes a file: tests/helpers/rank_recorder.py)."""
     jobs = (["model.depth=1,2"] if sweeper == "basic"
             else ["hparams_search=optuna", "hydra.sweeper.n_trials=2"])
     ranks = tmp_path / "ranks"
     result = run_cli("-m", *TINY, "trainer=ddp_cpu", *jobs,
-                     "+callbacks.rank_record._target_=tests.rank_recorder.RankRecorder",
+                     "+callbacks.rank_record._target_=tests.helpers.rank_recorder.RankRecorder",
                      f"+callbacks.rank_record.folder={ranks}",
                      "+callbacks.rank_record.job=${hydra:job.num}", output_dir=tmp_path)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
@@ -208,7 +208,8 @@ def test_jobs_killed_at_any_stage_resume_to_complete_runs(tmp_path):
     ends FINISHED with its test metrics and its model, in its own run, no epoch trained
     twice."""
     markers = tmp_path / "killed"
-    args = ["-m", *TINY, "trainer.max_epochs=3", "+callbacks.kill._target_=tests.killer.KillAt",
+    args = ["-m", *TINY, "trainer.max_epochs=3",
+            "+callbacks.kill._target_=tests.helpers.killer.KillAt",
             "+callbacks.kill.stage=training,after_fit,test,upload",
             f"+callbacks.kill.marker_dir={markers}"]
     result = run_cli(*args, output_dir=tmp_path)
@@ -298,7 +299,8 @@ def test_resume_reruns_only_the_killed_replicate(tmp_path):
     sweep skips seed 42, continues seed 43 in its own run, and runs the rest."""
     markers = tmp_path / "killed"
     args = ["-m", *TINY, "model.depth=1,2", "seeds=3", "trainer.max_epochs=2",
-            "+callbacks.kill._target_=tests.killer.KillAt", "+callbacks.kill.stage=training",
+            "+callbacks.kill._target_=tests.helpers.killer.KillAt",
+            "+callbacks.kill.stage=training",
             f"+callbacks.kill.marker_dir={markers}", "+callbacks.kill.seed=${seed}",
             "+callbacks.kill.only_seed=43"]
     assert run_cli(*args, output_dir=tmp_path).returncode == -signal.SIGKILL

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from pipeline.module import Seq2SeqModule
 from pipeline.train import train
-from tests.conftest import ROOT, TINY
+from tests.helpers import ROOT, TINY
 
 METRICS = ["train/loss_epoch", "val/loss", "val/token_acc", "val/seq_acc",
            "test/loss", "test/token_acc", "test/seq_acc"]

@@ -18,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline.tracking.server import stop_group, wait_healthy
-from tests.conftest import ROOT, TINY, free_port, run_cli
+from tests.helpers import ROOT, TINY, free_port, run_cli
 
 try:
     from playwright.sync_api import expect, sync_playwright

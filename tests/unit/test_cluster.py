@@ -15,7 +15,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 
 from pipeline.build import check_environment
-from tests.conftest import CONF
+from tests.helpers import CONF
 
 
 def test_slurm_launcher_submits_one_task_per_gpu(tmp_path, monkeypatch):
