@@ -61,7 +61,7 @@ class ModelConfig:
     attention: AttentionType = AttentionType.none
     feedback: bool = True
     teacher_forcing: float = 1.0
-    init: str = "keras"  # how the RNNs start: keras (the seed's library) or torch
+    init: str = "keras"  # how the RNNs start: keras (as the Keras seq2seq library) or torch
 
 
 @dataclass
@@ -100,7 +100,7 @@ class AdditionDataConfig(DataConfig):
 
 @dataclass
 class VectorsDataConfig(DataConfig):
-    """The seed's float-vector setup."""
+    """The Keras article's float-vector setup."""
 
     input_length: int = 7
     input_dim: int = 5

@@ -12,7 +12,7 @@ from pipeline.models.search import greedy_search
 
 VOCAB = 16
 BATCH = 64
-# The seed's families as switches (``conf/model/*.yaml``); attention with input feeding.
+# The Keras library's families as switches (``conf/model/*.yaml``); attention with input feeding.
 VARIANTS = {
     "simple": dict(bridge=False, feedback=False),
     "seq2seq": dict(bridge=True),

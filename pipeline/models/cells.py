@@ -32,13 +32,14 @@ RNNS: dict[str, type[nn.RNNBase]] = {Cell.lstm: nn.LSTM, Cell.gru: nn.GRU}
 
 
 def keras_init(rnn: nn.RNNBase) -> None:
-    """Initialise ``rnn`` in the manner of Keras' LSTM/GRU layers (the seed's library), not
-    as PyTorch does (every weight and bias uniform in +-1/sqrt(H)): input kernels
-    glorot-uniform and recurrent kernels orthogonal, each gate's block on its own, biases
-    zero, and an LSTM's forget-gate bias 1 (Keras' ``unit_forget_bias``; of PyTorch's two
-    biases the input one carries it). With PyTorch's default the RepeatVector model barely
-    learns at depth 2 or more; initialising the whole (4H, H) matrices at once, as Keras
-    does, gives each gate a quarter of the scale and learns far slower there too."""
+    """Initialise ``rnn`` in the manner of Keras' LSTM/GRU layers (on which the Keras
+    seq2seq library is built), not as PyTorch does (every weight and bias uniform in
+    +-1/sqrt(H)): input kernels glorot-uniform and recurrent kernels orthogonal, each
+    gate's block on its own, biases zero, and an LSTM's forget-gate bias 1 (Keras'
+    ``unit_forget_bias``; of PyTorch's two biases the input one carries it). With PyTorch's
+    default the RepeatVector model barely learns at depth 2 or more; initialising the whole
+    (4H, H) matrices at once, as Keras does, gives each gate a quarter of the scale and
+    learns far slower there too."""
     lstm = isinstance(rnn, nn.LSTM)
     gates = 4 if lstm else 3
     with torch.no_grad():

@@ -15,7 +15,7 @@ general         y_t = O([s_t; c_t])  (Luong, no input       s_t = RNN([x_t; c_t]
 ==============  ==========================================  ==========================
 
 x_t is the previous output y_t-1 embedded (feedback), or, without feedback, the encoder
-summary through ``Dense(H, relu)`` at every step (the seed's RepeatVector model).
+summary through ``Dense(H, relu)`` at every step (the Keras library's RepeatVector model).
 O([s; c]) is ``Linear(tanh(Linear([s; c])))``; O(s) is ``Linear(s)``. ``io_dropout`` drops
 out the embedded previous outputs x_t and the features entering the last ``Linear`` of O.
 

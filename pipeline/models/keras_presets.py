@@ -1,6 +1,7 @@
-"""The seed's models with the seed's argument names, as presets of :class:`EncoderDecoder`.
+"""The models of the Keras seq2seq library (farizrahman4u/seq2seq) with its argument names,
+as presets of :class:`EncoderDecoder`.
 
-The seed's calls work as written, with PyTorch shapes ``(batch, time, features)``::
+The library's calls work as written, with PyTorch shapes ``(batch, time, features)``::
 
     SimpleSeq2Seq(input_dim=5, hidden_dim=10, output_length=8, output_dim=8, depth=3)
     Seq2Seq(batch_input_shape=(16, 7, 5), hidden_dim=10, output_length=8, output_dim=20,
@@ -24,8 +25,9 @@ from pipeline.models.search import Generation
 from pipeline.models.seq2seq import EncoderDecoder
 
 
-class SeedModel(nn.Module):
-    """A vector-in, vector-out :class:`EncoderDecoder` with the seed's call signature.
+class KerasPresetModel(nn.Module):
+    """A vector-in, vector-out :class:`EncoderDecoder` with the Keras seq2seq library's call
+    signature.
 
     ``forward(x)`` maps (batch, input_length, input_dim) to (batch, output_length,
     output_dim); ``forward(x, y)`` feeds the ground truth ``y`` back when the model was
@@ -78,7 +80,7 @@ def _build(
     inner_broadcast_state: bool,
     teacher_force: bool,
     **switches,
-) -> SeedModel:
+) -> KerasPresetModel:
     if stateful:
         raise ValueError(
             "stateful=True is not supported: carrying RNN state across batches silently "
@@ -102,10 +104,10 @@ def _build(
         teacher_forcing=1.0 if teacher_force else 0.0,
         **switches,
     )
-    return SeedModel(net, input_length)
+    return KerasPresetModel(net, input_length)
 
 
-def SimpleSeq2Seq(  # noqa: N802 - the seed's class name
+def SimpleSeq2Seq(  # noqa: N802 - the Keras library's class name
     output_dim: int,
     output_length: int,
     hidden_dim: int | None = None,
@@ -119,10 +121,10 @@ def SimpleSeq2Seq(  # noqa: N802 - the seed's class name
     batch_size=None,
     unroll: bool = False,
     stateful: bool = False,
-) -> SeedModel:
+) -> KerasPresetModel:
     """Encoder summary -> Dense(hidden, relu) -> repeated at every step -> decoder -> linear.
 
-    No state handed to the decoder, no feedback of outputs (the seed's first model).
+    No state handed to the decoder, no feedback of outputs (the library's first model).
     """
     return _build(
         output_dim=output_dim, output_length=output_length, hidden_dim=hidden_dim,
@@ -152,7 +154,7 @@ def Seq2Seq(  # noqa: N802
     batch_size=None,
     unroll: bool = False,
     stateful: bool = False,
-) -> SeedModel:
+) -> KerasPresetModel:
     """Sutskever et al. 2014: bridge + feedback; ``peek=True`` is Cho et al. 2014."""
     return _build(
         output_dim=output_dim, output_length=output_length, hidden_dim=hidden_dim,
@@ -182,10 +184,10 @@ def AttentionSeq2Seq(  # noqa: N802
     batch_size=None,
     unroll: bool = False,
     stateful: bool = False,
-) -> SeedModel:
+) -> KerasPresetModel:
     """Bahdanau et al. 2014: bidirectional encoder, attention context fed into every step.
 
-    As in the seed no state is handed from encoder to decoder (``broadcast_state=False``).
+    As in the Keras library no state is handed from encoder to decoder (``broadcast_state=False``).
     """
     return _build(
         output_dim=output_dim, output_length=output_length, hidden_dim=hidden_dim,
@@ -198,7 +200,8 @@ def AttentionSeq2Seq(  # noqa: N802
 
 
 def build_model(input_size: int, max_out_seq_len: int, hidden_size: int, cell: str = "lstm"):
-    """The seed's hand-built RepeatVector model (first and second listing: LSTM or GRU).
+    """The Keras article's hand-built RepeatVector model (its first and second listing: LSTM
+    or GRU).
 
     Encoder's last output -> Dense(hidden, relu) -> repeated ``max_out_seq_len`` times ->
     decoder RNN -> per-step linear layer back to ``input_size``; train it with mse.

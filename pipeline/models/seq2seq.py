@@ -1,6 +1,6 @@
-"""The configurable encoder-decoder behind every variant of the seed.
+"""The configurable encoder-decoder behind every model of the Keras seq2seq library.
 
-Switches (orthogonal; the seed's classes are presets of them, see ``presets.py``):
+Switches (orthogonal; the library's classes are presets of them, see ``keras_presets.py``):
 
 - ``cell`` lstm|gru, ``depth`` int or ``[encoder, decoder]``, ``dropout`` between layers;
   ``io_dropout`` on the embedded inputs of encoder and decoder and on the output layer's
@@ -10,12 +10,12 @@ Switches (orthogonal; the seed's classes are presets of them, see ``presets.py``
   layer i takes encoder layer min(i, encoder depth - 1)); off: the decoder starts at zeros;
 - ``feedback``: the decoder's input at step t is its output at t-1 (a start token or start
   vector at t=0); during training the ground truth at t-1 with probability
-  ``teacher_forcing`` per sequence and step. Off: the seed's RepeatVector model;
+  ``teacher_forcing`` per sequence and step. Off: the RepeatVector model;
 - ``peek``: the context is concatenated to the decoder's input at every step and to the
   output layer's input (Cho et al. 2014);
 - ``attention`` none|additive|dot|general: without peek the attention context is used at
   the output only (Luong, no input feeding); with peek it also enters the recurrent step
-  (Bahdanau, Luong input feeding). So every cell of depth x peek x attention is distinct.
+  (Bahdanau, Luong input feeding). So every combination of depth x peek x attention is distinct.
 
 ``init`` keras (default) starts every RNN in Keras' manner (glorot input kernels, orthogonal
 recurrent kernels, zero biases, LSTM forget-gate bias 1; ``cells.keras_init``) and the
@@ -23,7 +23,7 @@ RepeatVector Dense as Keras does (glorot, zero bias); torch keeps PyTorch's defa
 which the RepeatVector model barely learns at depth 2 or more.
 
 ``kind="tokens"``: embeddings in, logits out, padding (id ``pad_id``) masked everywhere.
-``kind="vectors"``: linear in, linear out (the seed's setup, trained with mse).
+``kind="vectors"``: linear in, linear out (the Keras article's setup, trained with mse).
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def split_depth(depth: int | list[int] | tuple[int, int]) -> tuple[int, int]:
 
 
 class EncoderDecoder(nn.Module):
-    """One encoder-decoder implementing every switch of MODELS.md (see module docstring)."""
+    """One encoder-decoder implementing every switch (the module docstring; the README's
+    "The models")."""
 
     def __init__(
         self,
@@ -121,7 +122,7 @@ class EncoderDecoder(nn.Module):
         if init == "keras":
             keras_init(self.encoder.rnn)
             keras_init(self.decoder.rnn)
-            if self.decoder.repeat is not None:  # the seed's Dense(hidden, relu): Keras' own
+            if self.decoder.repeat is not None:  # the RepeatVector Dense(hidden, relu): Keras' own
                 nn.init.xavier_uniform_(self.decoder.repeat[0].weight)
                 nn.init.zeros_(self.decoder.repeat[0].bias)
 

@@ -1,11 +1,12 @@
-"""The seed's own calls, as printed in MODELS.md, build, map shapes, and train with mse."""
+"""The Keras seq2seq library's calls, as its README and the Keras article print them, build,
+map shapes, and train with mse."""
 
 import pytest
 import torch
 
 from pipeline.models import AttentionSeq2Seq, Seq2Seq, SimpleSeq2Seq, build_model
 
-SEED_CALLS = [
+KERAS_CALLS = [
     (lambda: SimpleSeq2Seq(input_dim=5, hidden_dim=10, output_length=8, output_dim=8, depth=3), 8),
     (lambda: SimpleSeq2Seq(input_dim=5, hidden_dim=10, output_length=8, output_dim=20,
                            depth=(4, 5)), 20),
@@ -20,16 +21,16 @@ SEED_CALLS = [
 ]
 
 
-@pytest.mark.slow  # trains each seed call for steps: seconds each
-@pytest.mark.parametrize(("call", "output_dim"), SEED_CALLS)
-def test_seed_call_maps_shapes_and_trains_with_mse(call, output_dim):
+@pytest.mark.slow  # trains each call for steps: seconds each
+@pytest.mark.parametrize(("call", "output_dim"), KERAS_CALLS)
+def test_keras_call_maps_shapes_and_trains_with_mse(call, output_dim):
     torch.manual_seed(0)
     model = call()
     assert isinstance(model, torch.nn.Module)
     x = torch.randn(16, 7, 5)
     y = torch.tanh(x[:, [6, 5, 4, 3, 2, 1, 0, 0]] @ torch.randn(5, output_dim))
     assert model(x).shape == (16, 8, output_dim)
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=0.01)  # the seed's compile()
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=0.01)  # the article's compile()
     losses = []
     for _ in range(100):
         optimizer.zero_grad()

@@ -149,7 +149,7 @@ CASES = [
     for cell in ("lstm", "gru")
     for depth in (1, 2, [2, 3])
 ] + [
-    # The seed's AttentionSeq2Seq: bidirectional encoder, no bridge, Bahdanau attention.
+    # The Keras library's AttentionSeq2Seq: bidirectional encoder, no bridge, Bahdanau attention.
     pytest.param(
         "attention-seq2seq",
         dict(attention="additive", peek=True, bidirectional=True, bridge=False),
