@@ -185,7 +185,7 @@ class Seq2SeqModule(L.LightningModule):
 
     def example_scores(self, pred: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Each test example's score: 1/0 sequence right (tokens), its squared error
-        (vectors); a sweep compares cells example by example with them."""
+        (vectors); a sweep compares candidates example by example with them."""
         if self.tokens:
             refs = batch.tgt if batch.refs is None else batch.refs
             return sequence_correct(pred, refs, self.net.pad_id).float()

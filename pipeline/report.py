@@ -2,7 +2,7 @@
 
 After ``fit``: the best checkpoint's monitored value as ``best/<monitor>``. After ``test``
 (which ran on the best checkpoint's weights): the model with its vocabularies, every test
-example's score (``test_examples.json``, which a sweep compares cells with), a sample table
+example's score (``test_examples.json``, which a sweep compares candidates with), a sample table
 of the first test examples decoded, attention heatmaps of a few of them, and the test
 accuracy by input length. Only the global-zero rank logs.
 """

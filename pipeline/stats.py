@@ -1,10 +1,12 @@
-"""Statistics over replicates, for comparing cells of a sweep honestly (scipy, statsmodels).
+"""Statistics over replicates, for comparing the candidates of a sweep honestly (scipy,
+statsmodels).
 
-A *cell* is one configuration of a sweep; its replicates differ only in the seed. Per cell:
-n, mean, standard deviation and a Student-t confidence interval. Between the best cell and
-every other: Welch's t-test over the replicates' scores and, where per-example test results
-are at hand, a paired permutation test over the test examples (each example's correctness
-averaged over a cell's replicates); Holm's correction for the number of comparisons.
+A *candidate* is one configuration of a sweep; its replicates differ only in the seed. Per
+candidate: n, mean, standard deviation and a Student-t confidence interval. Between the best
+candidate and every other: Welch's t-test over the replicates' scores and, where per-example
+test results are at hand, a paired permutation test over the test examples (each example's
+correctness averaged over a candidate's replicates); Holm's correction for the number of
+comparisons.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.bench import gpu, models, pipeline
+from pipeline.bench import gpu, loop, networks
 from pipeline.logs import quiet
 
 # Targets (issues 7 and 12): (key, comparison, bound).
@@ -69,7 +69,7 @@ def run(profile: str, sweep: list[str] | None) -> tuple[dict, list[tuple[str, st
     rows: list[tuple[str, str, str]] = []
     res: dict = {"machine": machine(), "profile": profile, "time": datetime.now().isoformat()}
 
-    over = pipeline.overhead(p["epoch_size"], p["epoch_repeats"])
+    over = loop.overhead(p["epoch_size"], p["epoch_repeats"])
     torch.use_deterministic_algorithms(False)  # the trainer's deterministic=true stays set
     res["pipeline_overhead_ratio"] = over["ratio"]
     res["overhead"] = over
@@ -79,13 +79,13 @@ def run(profile: str, sweep: list[str] | None) -> tuple[dict, list[tuple[str, st
     rows.append(("1 pipeline overhead", "1-epoch fit with per-run costs / plain epoch",
                  f"{over['fit_ratio']:.3f} (+{over['fixed_per_run_s']:.2f} s per run)"))
 
-    grid = models.throughput(p["sizes"], ("lstm", "gru"), p["repeats"])
+    grid = networks.throughput(p["sizes"], ("lstm", "gru"), p["repeats"])
     res["throughput"] = grid
     for r in grid:
         rows.append(("2 training throughput", f"{r['variant']} {r['cell']} h{r['hidden']} "
                      f"len{r['length']}", f"{r['seq_per_s']:.0f} seq/s"))
 
-    refs = [models.against_reference(h, n, cell, 2 * p["repeats"] - 1)
+    refs = [networks.against_reference(h, n, cell, 2 * p["repeats"] - 1)
             for h, n in p["reference"] for cell in ("lstm", "gru")]
     res["reference"] = refs
     res["attention_speedup_vs_reference"] = min(r["speedup"] for r in refs)
@@ -99,17 +99,17 @@ def run(profile: str, sweep: list[str] | None) -> tuple[dict, list[tuple[str, st
                      f"{r['same_outputs']})", f"{r['speedup']:.2f}x "
                      f"({verdict('attention_speedup_vs_reference', r['speedup'])})"))
     if p["compile"]:
-        comp = models.compiled_attention(*p["reference"][0], p["repeats"])
+        comp = networks.compiled_attention(*p["reference"][0], p["repeats"])
         res["torch_compile_attention"] = comp
         rows.append(("3 vs tutorial Bahdanau", "torch.compile of the attention step",
                      f"{comp['speedup']:.2f}x (compile {comp['compile_s']:.0f} s, not used)"))
 
-    dec = models.decoding(*p["sizes"][0], p["repeats"])
+    dec = networks.decoding(*p["sizes"][0], p["repeats"])
     res["decoding"] = dec
     res["beam5_vs_greedy_cost"] = dec["beam5_vs_greedy_cost"]
     rows += [
-        ("4 decoding", f"greedy, batch {models.BATCH}", f"{dec['greedy_seq_per_s']:.0f} seq/s"),
-        ("4 decoding", f"beam 5, batch {models.BATCH}", f"{dec['beam5_seq_per_s']:.0f} seq/s"),
+        ("4 decoding", f"greedy, batch {networks.BATCH}", f"{dec['greedy_seq_per_s']:.0f} seq/s"),
+        ("4 decoding", f"beam 5, batch {networks.BATCH}", f"{dec['beam5_seq_per_s']:.0f} seq/s"),
         ("4 decoding", "beam 5 / greedy time", f"{dec['beam5_vs_greedy_cost']:.2f} "
          f"({verdict('beam5_vs_greedy_cost', dec['beam5_vs_greedy_cost'])})"),
         ("4 decoding", "beam 5 / greedy time, batch 1",
@@ -120,7 +120,7 @@ def run(profile: str, sweep: list[str] | None) -> tuple[dict, list[tuple[str, st
 
     small = [r for r in grid if r["hidden"] == p["sizes"][0][0]]
     fastest = max(small, key=lambda r: r["seq_per_s"])["variant"]
-    data = pipeline.data_and_buckets(p["epoch_size"], p["repeats"], fastest)
+    data = loop.data_and_buckets(p["epoch_size"], p["repeats"], fastest)
     res["data"] = data
     res["data_headroom"] = data["headroom"]
     rows += [

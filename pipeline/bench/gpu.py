@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.accel import DecoderGraphs
-from pipeline.bench.models import make_batch, make_model
+from pipeline.bench.networks import make_batch, make_model
 from pipeline.bench.timing import compare
 
 ROOT = Path(__file__).resolve().parents[2]

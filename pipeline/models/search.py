@@ -100,8 +100,8 @@ def beam_search(
         done_row = torch.full_like(logp[0], float("-inf"))
         done_row[model.pad_id] = 0.0
         logp = torch.where(finished.unsqueeze(1), done_row, logp)
-        candidates = (scores.view(-1, 1) + logp).view(batch, k * vocab)
-        scores, index = candidates.topk(k, dim=1)
+        extensions = (scores.view(-1, 1) + logp).view(batch, k * vocab)
+        scores, index = extensions.topk(k, dim=1)
         rows = (offsets + index // vocab).view(-1)
         tok = (index % vocab).view(-1)
         state = select_state(state, rows)

@@ -1,4 +1,4 @@
-"""The sweep's champion: the best cell's best replicate, registered in MLflow's model
+"""The sweep's champion: the best candidate's best replicate, registered in MLflow's model
 registry under the experiment's name with the alias ``champion``."""
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ def at_best(run: Run, metric: str) -> float | None:
     return metrics.get(f"best/{metric}", metrics.get(metric))
 
 
-def register(tracking_uri: str, parent_id: str, name: str, cell: str, runs: list[Run],
+def register(tracking_uri: str, parent_id: str, name: str, candidate: str, runs: list[Run],
              metric: str, mode: str) -> None:
-    """Register the replicate of the best cell (named ``cell``, its ``runs``) with the best
-    ``metric`` (validation) under ``name`` with the alias ``champion``; the parent's tags
+    """Register the replicate of the best candidate (named ``candidate``, its ``runs``) with
+    the best ``metric`` (validation) under ``name`` with the alias ``champion``; the parent's tags
     say which and why."""
-    candidates = [r for r in runs if r.data.tags.get("model_uri")
+    eligible = [r for r in runs if r.data.tags.get("model_uri")
                   and at_best(r, metric) is not None]
-    if not candidates:
+    if not eligible:
         return
-    pick = (max if mode == "max" else min)(candidates, key=lambda r: at_best(r, metric))
+    pick = (max if mode == "max" else min)(eligible, key=lambda r: at_best(r, metric))
     client = MlflowClient(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     version = mlflow.register_model(pick.data.tags["model_uri"], name,
@@ -34,4 +34,4 @@ def register(tracking_uri: str, parent_id: str, name: str, cell: str, runs: list
     client.set_tag(parent_id, "champion_run_id", pick.info.run_id)
     client.set_tag(parent_id, "champion_reason", (
         f"the replicate with the best {metric} ({at_best(pick, metric):.4g}) of "
-        f"{len(candidates)} in the best cell, {cell}, best by mean {metric}"))
+        f"{len(eligible)} in the best candidate, {candidate}, best by mean {metric}"))

@@ -18,8 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.tracking.handoff import sweep_info
 from pipeline.tracking.naming import (
-    cell_hash,
-    cell_name,
+    candidate_hash,
+    candidate_name,
     config_hash,
     run_name,
     task_overrides,
@@ -86,9 +86,9 @@ def make_logger(cfg: DictConfig, run_id: str | None = None) -> RunLogger:
         "monitor": cfg.monitor,
         "monitor_mode": cfg.monitor_mode,
         "config_hash": config_hash(cfg),
-        # Replicates of one configuration (seeds) share their cell: group runs by it.
-        "cell": cell_hash(cfg),
-        "cell_name": cell_name(cfg),
+        # Replicates of one configuration (seeds) share their candidate: group runs by it.
+        "candidate": candidate_hash(cfg),
+        "candidate_name": candidate_name(cfg),
         "host": socket.gethostname(),
         "git.dirty": git_dirty(),
         "checkpoint_dir": checkpoint_dir(cfg) or "",

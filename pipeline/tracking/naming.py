@@ -50,8 +50,9 @@ def config_hash(cfg: DictConfig, without: tuple[str, ...] = ()) -> str:
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cell_hash(cfg: DictConfig) -> str:
-    """The hash of a run's cell: its configuration but the seed, shared by its replicates."""
+def candidate_hash(cfg: DictConfig) -> str:
+    """The hash of a run's candidate (one configuration a sweep compares): its configuration
+    but the seed, shared by its replicates."""
     return config_hash(cfg, without=("seed",))
 
 
@@ -89,7 +90,7 @@ def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-def cell_name(cfg: DictConfig) -> str:
+def candidate_name(cfg: DictConfig) -> str:
     """The overrides the sweep varies (in a sweep), or those that change what is trained;
     the variant's name when there are none. Replicates share it."""
     info = sweep_info()
@@ -104,6 +105,6 @@ def cell_name(cfg: DictConfig) -> str:
 
 
 def run_name(cfg: DictConfig) -> str:
-    """The cell's name, and the seed where the cell has replicates."""
-    name = cell_name(cfg)
+    """The candidate's name, and the seed where the candidate has replicates."""
+    name = candidate_name(cfg)
     return f"{name} seed={cfg.seed}" if cfg.get("seeds", 1) > 1 else name

@@ -30,9 +30,9 @@ def bucket_curves(metrics: dict[str, float], prefix: str = "test/seq_acc/len_") 
 
 
 def accuracy_by_length(curves: dict[str, pd.DataFrame | pd.Series]) -> Figure:
-    """Sequence accuracy against input-length bucket, one line per run or cell (Bahdanau
-    Fig. 2). A cell's curve is a frame with ``mean``, ``low`` and ``high`` per bucket: its
-    mean line and, where there are replicates, its confidence band."""
+    """Sequence accuracy against input-length bucket, one line per run or candidate
+    (Bahdanau Fig. 2). A candidate's curve is a frame with ``mean``, ``low`` and ``high`` per
+    bucket: its mean line and, where there are replicates, its confidence band."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     buckets = sorted({b for curve in curves.values() for b in curve.index})
     for label, curve in curves.items():
@@ -55,8 +55,8 @@ def accuracy_by_length(curves: dict[str, pd.DataFrame | pd.Series]) -> Figure:
 
 
 def grid_bars(labels: list[str], means, lows, highs, metric: str) -> Figure:
-    """The metric of every cell of a sweep: its mean over replicates, with its confidence
-    interval as an error bar where there are replicates."""
+    """The metric of every candidate of a sweep: its mean over replicates, with its
+    confidence interval as an error bar where there are replicates."""
     means = np.asarray(means, dtype=float)
     err = np.vstack([means - np.asarray(lows, float), np.asarray(highs, float) - means])
     fig, ax = plt.subplots(figsize=(7, 1 + 0.35 * max(len(labels), 1)))
@@ -69,8 +69,8 @@ def grid_bars(labels: list[str], means, lows, highs, metric: str) -> Figure:
 
 
 def curves_with_bands(curves: dict[str, pd.DataFrame], metric: str) -> Figure:
-    """A metric against the epoch, one line per cell: the mean over its replicates and its
-    95 % interval as a band (``mean``, ``low``, ``high`` per epoch)."""
+    """A metric against the epoch, one line per candidate: the mean over its replicates and
+    its 95 % interval as a band (``mean``, ``low``, ``high`` per epoch)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, curve in curves.items():
         (line,) = ax.plot(curve.index, curve["mean"], label=label)

@@ -1,15 +1,16 @@
-"""The sweep parent's report: statistics over each cell's replicates, plots, the champion.
+"""The sweep parent's report: statistics over each candidate's replicates, plots, the
+champion.
 
-A cell is one configuration of the sweep (the ``cell`` tag its replicates share). Cells are
-ranked by the mean of the monitored (validation) metric at each run's best checkpoint, the
-weights its test scores come from (``best/<monitor>``); the best is compared with every
-other on the test metric, by Welch's t-test over the replicates and, with every test
-example's score logged, by a paired permutation test over the examples, Holm-corrected
-(``pipeline/stats.py``). Written to the parent: ``summary.csv`` (one row per cell),
-``summary.md`` (the table and the comparisons in words), ``runs.csv`` (one row per run),
-``plots/`` (the grid with intervals, accuracy by length and validation curves with bands)
-and ``best/...`` metrics; the best cell's replicate with the best validation score is
-registered as the ``champion``.
+A candidate is one configuration of the sweep (the ``candidate`` tag its replicates share;
+stores written before that name hold it as ``cell``). Candidates are ranked by the mean of
+the monitored (validation) metric at each run's best checkpoint, the weights its test scores
+come from (``best/<monitor>``); the best is compared with every other on the test metric,
+by Welch's t-test over the replicates and, with every test example's score logged, by a
+paired permutation test over the examples, Holm-corrected (``pipeline/stats.py``). Written
+to the parent: ``summary.csv`` (one row per candidate), ``summary.md`` (the table and the
+comparisons in words), ``runs.csv`` (one row per run), ``plots/`` (the grid with intervals,
+accuracy by length and validation curves with bands) and ``best/...`` metrics; the best
+candidate's replicate with the best validation score is registered as the ``champion``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ ALPHA = 0.05
 
 
 @dataclass
-class Cell:
+class Candidate:
     """One configuration and its replicates."""
 
     name: str
@@ -50,22 +51,31 @@ class Cell:
         return [s for s in scores if s is not None]
 
 
-def cells_of(runs: list[Run]) -> list[Cell]:
-    """The runs grouped by their ``cell`` tag (a run without one is its own cell)."""
-    cells: dict[str, Cell] = {}
+def candidate_tags(run: Run) -> tuple[str | None, str | None]:
+    """A run's candidate hash and name: the ``candidate`` and ``candidate_name`` tags, or
+    ``cell`` and ``cell_name`` where an older store holds them."""
+    tags = run.data.tags
+    return (tags.get("candidate") or tags.get("cell"),
+            tags.get("candidate_name") or tags.get("cell_name"))
+
+
+def candidates_of(runs: list[Run]) -> list[Candidate]:
+    """The runs grouped by their candidate tag (a run without one is its own candidate)."""
+    candidates: dict[str, Candidate] = {}
     for run in runs:
-        key = run.data.tags.get("cell", run.info.run_id)
-        cells.setdefault(key, Cell(run.data.tags.get("cell_name") or run.info.run_name))
-        cells[key].runs.append(run)
-    return list(cells.values())
+        key, name = candidate_tags(run)
+        key = key or run.info.run_id
+        candidates.setdefault(key, Candidate(name or run.info.run_name))
+        candidates[key].runs.append(run)
+    return list(candidates.values())
 
 
 def run_table(runs: list[Run]) -> pd.DataFrame:
-    """One row per run: cell, overrides, status, val/test metrics."""
+    """One row per run: candidate, overrides, status, val/test metrics."""
     rows = []
     for run in runs:
         row = {"run": run.info.run_name, "run_id": run.info.run_id,
-               "cell": run.data.tags.get("cell_name", ""), "status": run.info.status,
+               "candidate": candidate_tags(run)[1] or "", "status": run.info.status,
                "overrides": run.data.tags.get("overrides", "")}
         row.update({k: v for k, v in sorted(run.data.metrics.items())
                     if k.startswith(("val/", "test/"))})
@@ -85,25 +95,27 @@ def example_scores(client: MlflowClient, run: Run) -> pd.Series | None:
     return frame.set_index("index")["score"].sort_index()
 
 
-def cell_examples(client: MlflowClient, cell: Cell) -> pd.Series | None:
-    """Each test example's score averaged over the cell's replicates."""
-    scores = [s for s in (example_scores(client, r) for r in cell.finished) if s is not None]
+def candidate_examples(client: MlflowClient, candidate: Candidate) -> pd.Series | None:
+    """Each test example's score averaged over the candidate's replicates."""
+    scores = [s for s in (example_scores(client, r) for r in candidate.finished)
+              if s is not None]
     return pd.concat(scores, axis=1).mean(axis=1) if scores else None
 
 
-def statistics(client: MlflowClient, cells: list[Cell], metric: str, mode: str
+def statistics(client: MlflowClient, candidates: list[Candidate], metric: str, mode: str
                ) -> tuple[pd.DataFrame, str]:
-    """The per-cell table, best cell first, with the comparisons of the best against each
-    other cell on the test counterpart of ``metric``; and those comparisons in words."""
+    """The per-candidate table, best candidate first, with the comparisons of the best against
+    each other candidate on the test counterpart of ``metric``; and those comparisons in words."""
     test_metric = metric.replace("val/", "test/")
-    names = sorted({k for c in cells for r in c.finished for k in r.data.metrics
+    names = sorted({k for c in candidates for r in c.finished for k in r.data.metrics
                     if k.startswith("test/") and "/len_" not in k} | {metric})
     rows = []
-    for cell in cells:
-        row = {"cell": cell.name, "n": len(cell.finished), "replicates": len(cell.runs),
-               "status": "FINISHED" if len(cell.finished) == len(cell.runs) else "FAILED"}
+    for candidate in candidates:
+        done = len(candidate.finished)
+        row = {"candidate": candidate.name, "n": done, "replicates": len(candidate.runs),
+               "status": "FINISHED" if done == len(candidate.runs) else "FAILED"}
         for name in names:
-            s = stats.summarise(cell.values(name))
+            s = stats.summarise(candidate.values(name))
             row.update({name: s.mean, f"{name} std": s.std, f"{name} ci_low": s.low,
                         f"{name} ci_high": s.high})
         rows.append(row)
@@ -111,15 +123,15 @@ def statistics(client: MlflowClient, cells: list[Cell], metric: str, mode: str
     order = table[metric].fillna(-np.inf if mode == "max" else np.inf)
     ranking = order.sort_values(ascending=mode == "min", kind="stable").index
     table = table.loc[ranking].reset_index(drop=True)
-    cells = [cells[i] for i in ranking]
-    if len(cells) < 2 or test_metric not in table:
+    candidates = [candidates[i] for i in ranking]
+    if len(candidates) < 2 or test_metric not in table:
         return table, ""
-    best, better = cells[0], 1 if mode == "max" else -1
-    best_examples = cell_examples(client, best)
+    best, better = candidates[0], 1 if mode == "max" else -1
+    best_examples = candidate_examples(client, best)
     diffs, paired = [None], [np.nan]
-    for other in cells[1:]:
+    for other in candidates[1:]:
         diffs.append(stats.welch(best.values(test_metric), other.values(test_metric)))
-        other_examples = cell_examples(client, other)
+        other_examples = candidate_examples(client, other)
         same = (best_examples is not None and other_examples is not None
                 and best_examples.index.equals(other_examples.index))
         paired.append(stats.paired_permutation(best_examples, other_examples) if same
@@ -134,7 +146,7 @@ def statistics(client: MlflowClient, cells: list[Cell], metric: str, mode: str
     table["p paired"], table["p paired holm"] = paired, paired_holm
     scale, unit = (100, " points") if test_metric.endswith(("acc", "wer", "per")) else (1, "")
     lines = []
-    for i, other in enumerate(cells[1:], 1):
+    for i, other in enumerate(candidates[1:], 1):
         d, p = diffs[i], welch_holm[i]
         p_paired = paired_holm[i]
         evidence = "; ".join(
@@ -151,20 +163,20 @@ def statistics(client: MlflowClient, cells: list[Cell], metric: str, mode: str
         else:
             lines.append(f"- {other.name} and {best.name} do not differ significantly on "
                          f"{test_metric} ({evidence}).")
-    head = (f"Cells ranked by mean {metric} over their replicates (95 % Student-t "
-            f"intervals); the best against each other cell, Holm-corrected for "
-            f"{len(cells) - 1} comparisons:")
+    head = (f"Candidates ranked by mean {metric} over their replicates (95 % Student-t "
+            f"intervals); the best against each other candidate, Holm-corrected for "
+            f"{len(candidates) - 1} comparisons:")
     return table, "\n".join([head, *lines])
 
 
 def readable(table: pd.DataFrame, metric: str) -> str:
-    """The per-cell table for people: mean +/- interval half-width per metric, and the
-    Holm-corrected p-values of the comparison with the best cell."""
+    """The per-candidate table for people: mean +/- interval half-width per metric, and the
+    Holm-corrected p-values of the comparison with the best candidate."""
     if not len(table):
         return "no runs"
     metrics = [metric] + [c for c in table.columns if c.startswith("test/") and " " not in c
                           and c != metric]
-    shown = table[["cell", "n", "status"]].copy()
+    shown = table[["candidate", "n", "status"]].copy()
     for m in metrics:
         half = (table[f"{m} ci_high"] - table[f"{m} ci_low"]) / 2
         shown[m] = [f"{v:.3f}" + (f" ± {h:.3f}" if np.isfinite(h) else "")
@@ -186,28 +198,28 @@ def band(samples: dict) -> pd.DataFrame:
                         index=list(rows))
 
 
-def log_plots(client: MlflowClient, parent_id: str, cells: list[Cell], table: pd.DataFrame,
-              metric: str) -> None:
+def log_plots(client: MlflowClient, parent_id: str, candidates: list[Candidate],
+              table: pd.DataFrame, metric: str) -> None:
     """``plots/grid.png``, ``plots/accuracy_by_length.png`` and ``plots/curves.png``."""
     figures = {"plots/grid.png": plots.grid_bars(
-        list(table.cell), table[metric], table[f"{metric} ci_low"], table[f"{metric} ci_high"],
+        list(table.candidate), table[metric], table[f"{metric} ci_low"], table[f"{metric} ci_high"],
         metric)}
     by_length, curves = {}, {}
-    for cell in cells:
+    for candidate in candidates:
         buckets = defaultdict(list)
-        for run in cell.finished:
+        for run in candidate.finished:
             for bucket, value in plots.bucket_curves(run.data.metrics).items():
                 buckets[bucket].append(value)
         if buckets:
-            by_length[cell.name] = band(dict(sorted(buckets.items())))
+            by_length[candidate.name] = band(dict(sorted(buckets.items())))
         epochs = defaultdict(list)  # runs stopped early leave their later epochs out
-        for run in cell.finished:
+        for run in candidate.finished:
             history = sorted(client.get_metric_history(run.info.run_id, metric),
                              key=lambda m: m.step)
             for i, m in enumerate(history):
                 epochs[i + 1].append(m.value)
         if epochs:
-            curves[cell.name] = band(epochs)
+            curves[candidate.name] = band(epochs)
     if by_length:
         figures["plots/accuracy_by_length.png"] = plots.accuracy_by_length(by_length)
     if curves:
@@ -219,13 +231,13 @@ def log_plots(client: MlflowClient, parent_id: str, cells: list[Cell], table: pd
 
 def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[Run],
            sweep_dir: Path) -> pd.DataFrame:
-    """Write and log the summary and the plots, the best cell's means as ``best/...``, and
-    register the champion. Returns the per-cell table."""
+    """Write and log the summary and the plots, the best candidate's means as ``best/...``, and
+    register the champion. Returns the per-candidate table."""
     client = MlflowClient(tracking_uri)
     tags = runs[0].data.tags if runs else {}
     metric, mode = tags.get("monitor", "val/seq_acc"), tags.get("monitor_mode", "max")
-    cells = cells_of(runs)
-    table, words = statistics(client, cells, metric, mode) if runs else (pd.DataFrame(), "")
+    candidates = candidates_of(runs)
+    table, words = statistics(client, candidates, metric, mode) if runs else (pd.DataFrame(), "")
     run_rows = run_table(runs)
     (sweep_dir / "runs.csv").write_text(run_rows.to_csv(index=False))
     (sweep_dir / "summary.csv").write_text(table.to_csv(index=False))
@@ -234,15 +246,15 @@ def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[R
         client.log_artifact(parent_id, str(sweep_dir / name))
     if not len(table) or metric not in table:
         return table
-    log_plots(client, parent_id, cells, table, metric)
-    by_name = {c.name: c for c in cells}
-    best = by_name[table.iloc[0].cell]
+    log_plots(client, parent_id, candidates, table, metric)
+    by_name = {c.name: c for c in candidates}
+    best = by_name[table.iloc[0].candidate]
     if best.finished:
         for key, value in table.iloc[0].items():
             if isinstance(key, str) and key.startswith(("val/", "test/")) \
                     and " " not in key and pd.notna(value):
                 client.log_metric(parent_id, f"best/{key}", float(value))
-        client.set_tag(parent_id, "best_cell", best.name)
+        client.set_tag(parent_id, "best_candidate", best.name)
         champion.register(tracking_uri, parent_id, experiment_name, best.name, best.finished,
                           metric, mode)
     return table

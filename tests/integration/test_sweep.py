@@ -250,9 +250,9 @@ def test_a_finished_sweep_keeps_each_checkpoint_once(tmp_path):
 
 
 def test_replicates_give_every_cell_its_statistics(tmp_path):
-    """2 cells x 3 seeds: 6 FINISHED children, 3 per cell tag; the parent's summary has n = 3
-    per cell, means equal to the children's, intervals around them, p-values for the
-    comparison, the words, the plots, and a champion from the best cell."""
+    """2 candidates x 3 seeds: 6 FINISHED children, 3 per candidate tag; the parent's summary
+    has n = 3 per candidate, means equal to the children's, intervals around them, p-values for the
+    comparison, the words, the plots, and a champion from the best candidate."""
     result = run_cli("-m", *TINY, "model=seq2seq,bahdanau", "seeds=3", output_dir=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -260,23 +260,23 @@ def test_replicates_give_every_cell_its_statistics(tmp_path):
     (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
     children = [r for r in runs if r is not parent]
     assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
-    cells: dict[str, list] = {}
+    candidates: dict[str, list] = {}
     for child in children:
-        cells.setdefault(child.data.tags["cell"], []).append(child)
-    assert sorted(len(c) for c in cells.values()) == [3, 3]
-    for replicates in cells.values():
+        candidates.setdefault(child.data.tags["candidate"], []).append(child)
+    assert sorted(len(c) for c in candidates.values()) == [3, 3]
+    for replicates in candidates.values():
         assert sorted(r.data.params["seed"] for r in replicates) == ["42", "43", "44"]
         assert len({r.data.params["data.seed"] for r in replicates}) == 1  # same data
-        name = replicates[0].data.tags["cell_name"]
+        name = replicates[0].data.tags["candidate_name"]
         assert sorted(r.info.run_name for r in replicates) == [
             f"{name} seed={s}" for s in (42, 43, 44)]
 
     sweep_dir = next((tmp_path / "sweeps").iterdir())
     rows = list(csv.DictReader((sweep_dir / "summary.csv").open()))
     assert len(rows) == 2 and len(list(csv.DictReader((sweep_dir / "runs.csv").open()))) == 6
-    by_name = {rs[0].data.tags["cell_name"]: rs for rs in cells.values()}
+    by_name = {rs[0].data.tags["candidate_name"]: rs for rs in candidates.values()}
     for row in rows:
-        replicates = by_name[row["cell"]]
+        replicates = by_name[row["candidate"]]
         assert row["n"] == "3"
         for metric in ("val/seq_acc", "test/seq_acc", "test/loss"):
             values = [r.data.metrics[metric] for r in replicates]
@@ -290,12 +290,12 @@ def test_replicates_give_every_cell_its_statistics(tmp_path):
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/grid.png", "plots/accuracy_by_length.png", "plots/curves.png"} <= plots
     champion = parent.data.tags["champion_run_id"]
-    assert champion in {r.info.run_id for r in by_name[rows[0]["cell"]]}
-    assert rows[0]["cell"] in parent.data.tags["champion_reason"]
+    assert champion in {r.info.run_id for r in by_name[rows[0]["candidate"]]}
+    assert rows[0]["candidate"] in parent.data.tags["champion_reason"]
 
 
 def test_resume_reruns_only_the_killed_replicate(tmp_path):
-    """SIGKILL the second replicate (seed 43) of the first cell while it trains: the resumed
+    """SIGKILL the second replicate (seed 43) of the first candidate while it trains: the resumed
     sweep skips seed 42, continues seed 43 in its own run, and runs the rest."""
     markers = tmp_path / "killed"
     args = ["-m", *TINY, "model.depth=1,2", "seeds=3", "trainer.max_epochs=2",

@@ -68,7 +68,7 @@ def ui_commands(curdir: Path, port: int) -> tuple[list[str], list[str]]:
 
 @pytest.fixture
 def sweep(tmp_path):
-    """A 2-cell x 2-seed sweep (model.depth=1,2 seeds=2) into ``tmp_path/outputs``, as
+    """A 2-candidate x 2-seed sweep (model.depth=1,2 seeds=2) into ``tmp_path/outputs``, as
     `make ui` finds it."""
     result = run_cli("-m", *TINY, "model.depth=1,2", "seeds=2", output_dir=tmp_path / "outputs")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -175,9 +175,9 @@ def test_ui_lists_the_sweep_and_opens_a_childs_attention_heatmap(tmp_path, sweep
                          ".ag-header-cell-resize").dblclick()  # fit the full run names
             page.screenshot(path=SHOTS / "experiment.png")
 
-            # Grouped by the cell tag: 2 groups of 2 replicates (the parent has no cell).
+            # Grouped by the candidate tag: 2 groups of 2 replicates (the parent has none).
             page.get_by_role("button", name="Group by").click()
-            page.get_by_role("menuitemcheckbox", name="cell_name", exact=True).click()
+            page.get_by_role("menuitemcheckbox", name="candidate_name", exact=True).click()
             page.keyboard.press("Escape")
             for depth in (1, 2):
                 group = page.locator(".ag-row", has_text=f"Group: model.depth={depth}")

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.bench.models import make_batch, make_model
+from pipeline.bench.networks import make_batch, make_model
 from pipeline.bench.reference import TutorialAttention
 
 REQUIRED = ("pipeline_overhead_ratio", "attention_speedup_vs_reference", "beam5_vs_greedy_cost",

@@ -73,7 +73,7 @@ def test_p_values_in_words():
 
 
 def test_welch_is_quiet_when_a_cell_is_all_at_the_same_score():
-    """Attention cells at 1.000 on every seed but one: scipy warns of precision loss in its
+    """Attention candidates at 1.000 on every seed but one: scipy warns of precision loss in its
     variance; the comparison stands (p well defined) and the sweep log stays clean."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -53,19 +53,41 @@ def test_band_gives_each_key_its_mean_and_interval_and_a_lone_value_no_spread():
     assert table.loc[3].tolist() == pytest.approx([0.8, 0.8, 0.8])  # NaN left out
 
 
-def test_cells_are_scored_at_the_checkpoint_that_was_tested():
+def test_candidates_are_scored_at_the_checkpoint_that_was_tested():
     """A run that peaked at epoch 3 and ended lower counts with its best checkpoint's
     validation score (the weights its test metrics come from); a run without
     ``best/<monitor>`` counts with its last value."""
     from types import SimpleNamespace
 
-    from pipeline.tracking.sweep_report import Cell
+    from pipeline.tracking.sweep_report import Candidate
 
     def run(**metrics):
         return SimpleNamespace(info=SimpleNamespace(status="FINISHED"),
                                data=SimpleNamespace(metrics=metrics))
 
-    cell = Cell("c", [run(**{"val/seq_acc": 0.80, "best/val/seq_acc": 0.95, "test/seq_acc": 0.9}),
-                      run(**{"val/seq_acc": 0.70})])
-    assert cell.values("val/seq_acc") == [0.95, 0.70]
-    assert cell.values("test/seq_acc") == [0.9]
+    candidate = Candidate("c", [run(**{"val/seq_acc": 0.80, "best/val/seq_acc": 0.95,
+                                       "test/seq_acc": 0.9}),
+                                run(**{"val/seq_acc": 0.70})])
+    assert candidate.values("val/seq_acc") == [0.95, 0.70]
+    assert candidate.values("test/seq_acc") == [0.9]
+
+
+def test_runs_group_by_candidate_and_older_stores_by_cell():
+    """Replicates share the ``candidate`` tag; runs an older version logged carry ``cell``
+    and ``cell_name`` instead and group the same way; an untagged run stands alone."""
+    from types import SimpleNamespace
+
+    from pipeline.tracking.sweep_report import candidates_of
+
+    def run(run_id, **tags):
+        return SimpleNamespace(info=SimpleNamespace(run_id=run_id, run_name=run_id,
+                                                    status="FINISHED"),
+                               data=SimpleNamespace(tags=tags, metrics={}))
+
+    runs = [run("a", candidate="h1", candidate_name="model.depth=1"),
+            run("b", candidate="h1", candidate_name="model.depth=1"),
+            run("c", cell="h2", cell_name="model.depth=2"),
+            run("d", cell="h2", cell_name="model.depth=2"),
+            run("e")]
+    grouped = {c.name: [r.info.run_id for r in c.runs] for c in candidates_of(runs)}
+    assert grouped == {"model.depth=1": ["a", "b"], "model.depth=2": ["c", "d"], "e": ["e"]}

@@ -104,7 +104,7 @@ def data_and_buckets(train_size: int, repeats: int, fastest_variant: str) -> dic
     """Batches/s of the default data module against training on the same batches (the
     fastest variant, at the default size), and length buckets against plain batches: the
     padding share of each, and the attention model's training time over each."""
-    from pipeline.bench.models import VARIANTS
+    from pipeline.bench.networks import VARIANTS
     from pipeline.models import EncoderDecoder
 
     with tempfile.TemporaryDirectory() as workdir:
