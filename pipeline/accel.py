@@ -9,15 +9,18 @@ encoder (one cuDNN call), the loss and the optimizer stay eager, so Lightning's 
 gradient clipping and checkpoints work as before.
 
 A graph needs static shapes: source and target lengths are padded up to a multiple of
-``pad_to`` (padding is masked in attention and ignored by the loss, so the numbers do not
-change) and each (batch, lengths, dtype) gets its own graph, at most ``max_graphs``. The
-switch is ``accel.cuda_graphs``; off, or where a graph cannot apply (the CPU, another
-decoder, teacher forcing below 1, DDP), training runs the eager fast path.
+``pad_to`` (``accel.pad_to``; padding is masked in attention and ignored by the loss, so the
+numbers do not change) and each (batch, lengths, dtype) gets its own graph, at most
+``max_graphs``. The switch is ``accel.cuda_graphs``; off, or where a graph cannot apply (the
+CPU, another decoder, teacher forcing below 1, DDP), training runs the eager fast path.
+Only the capture itself needs CUDA: it is a parameter (``capture``), so the padding and the
+choice of graph are tested on a CPU with a stand-in.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -51,8 +54,11 @@ class DecoderGraphs:
     """Teacher-forced training outputs of ``net`` (B, T, V), its decoder replayed from one
     CUDA graph per shape. Use :meth:`applies` first."""
 
-    def __init__(self, net: EncoderDecoder, pad_to: int = 8, max_graphs: int = 64):
+    def __init__(self, net: EncoderDecoder, pad_to: int = 8, max_graphs: int = 64,
+                 capture: Callable[..., nn.Module] | None = None):
         self.net, self.pad_to, self.max_graphs = net, pad_to, max_graphs
+        # (module, sample args) -> a callable replaying it; torch's by default, on CUDA.
+        self.capture = capture or torch.cuda.make_graphed_callables
         self.graphs: dict[tuple, nn.Module] = {}
         self.warned = False
 
@@ -65,6 +71,23 @@ class DecoderGraphs:
                 and torch.is_grad_enabled())
 
     def __call__(self, src: torch.Tensor, lengths: torch.Tensor, tgt: torch.Tensor):
+        args, steps = self.static_args(src, lengths, tgt)
+        key = self.shape_key(args)
+        graphed = self.graphs.get(key)
+        if graphed is None:
+            if len(self.graphs) >= self.max_graphs:
+                if not self.warned:
+                    log.warning("more than %d batch shapes: new shapes train without CUDA "
+                                "graphs (raise accel.pad_to)", self.max_graphs)
+                    self.warned = True
+                return _TeacherForced(self.net.decoder)(*args)[:, :steps]
+            graphed = self.graphs[key] = self._capture(args)
+        return graphed(*args)[:, :steps]
+
+    def static_args(self, src: torch.Tensor, lengths: torch.Tensor, tgt: torch.Tensor
+                    ) -> tuple[tuple, int]:
+        """The captured module's inputs (encoder memory, mask, previous tokens, state), source
+        and target lengths padded to multiples of ``pad_to``; and the unpadded steps."""
         net = self.net
         enc = net.encode(src, lengths)
         state = net.initial_state(enc)
@@ -74,23 +97,18 @@ class DecoderGraphs:
         memory = F.pad(enc.memory, (0, 0, 0, round_up(width, self.pad_to) - width))
         mask = length_mask(lengths.to(src.device), memory.shape[1])
         prev = F.pad(prev, (0, round_up(steps, self.pad_to) - steps), value=net.pad_id)
-        args = (memory, mask, prev, *states)
-        key = (tuple(a.shape for a in args), memory.dtype, torch.is_autocast_enabled("cuda"),
-               torch.get_autocast_dtype("cuda"), tuple(s.requires_grad for s in states))
-        graphed = self.graphs.get(key)
-        if graphed is None:
-            if len(self.graphs) >= self.max_graphs:
-                if not self.warned:
-                    log.warning("more than %d batch shapes: new shapes train without CUDA "
-                                "graphs (raise accel.pad_to)", self.max_graphs)
-                    self.warned = True
-                return _TeacherForced(net.decoder)(*args)[:, :steps]
-            graphed = self.graphs[key] = self._capture(args)
-        return graphed(*args)[:, :steps]
+        return (memory, mask, prev, *states), steps
+
+    @staticmethod
+    def shape_key(args: tuple) -> tuple:
+        """What decides whether a captured graph can replay ``args``: their shapes, the
+        dtype, autocast, and which states carry gradients."""
+        memory, states = args[0], args[3:]
+        return (tuple(a.shape for a in args), memory.dtype, torch.is_autocast_enabled("cuda"),
+                torch.get_autocast_dtype("cuda"), tuple(s.requires_grad for s in states))
 
     def _capture(self, args: tuple) -> nn.Module:
         """Warm up and capture forward and backward for these shapes (static copies of the
         inputs become the graph's input surface; later calls copy into them)."""
         static = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
-        return torch.cuda.make_graphed_callables(
-            _TeacherForced(self.net.decoder), static, allow_unused_input=True)
+        return self.capture(_TeacherForced(self.net.decoder), static, allow_unused_input=True)

@@ -220,6 +220,9 @@ def validate(cfg: DictConfig) -> None:
           smoothing, "a share in [0, 1) (0: plain cross-entropy)")
     check(1 <= cfg.eval.beam_size <= MAX_BEAM, "eval.beam_size", cfg.eval.beam_size,
            f"an int in [1, {MAX_BEAM}]")
+    pad_to = cfg.accel.get("pad_to", 8)
+    check(is_int(pad_to) and 1 <= pad_to <= MAX_SEQUENCE_LENGTH, "accel.pad_to", pad_to,
+          f"an int in [1, {MAX_SEQUENCE_LENGTH}]: lengths are padded to a multiple of it")
     precision = cfg.accel.matmul_precision
     check(precision in MATMUL_PRECISIONS, "accel.matmul_precision", precision,
            f"one of {', '.join(MATMUL_PRECISIONS)}")

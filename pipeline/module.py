@@ -74,6 +74,7 @@ class Seq2SeqModule(L.LightningModule):
         mase_scale: float | None = None,
         cuda_graphs: bool = False,
         label_smoothing: float = 0.0,
+        graph_pad_to: int = 8,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -113,6 +114,7 @@ class Seq2SeqModule(L.LightningModule):
             mase_scale=spec.mase_scale,
             cuda_graphs=cfg.accel.cuda_graphs,
             label_smoothing=cfg.get("label_smoothing", 0.0),
+            graph_pad_to=cfg.accel.get("pad_to", 8),
         )
 
     @property
@@ -127,7 +129,7 @@ class Seq2SeqModule(L.LightningModule):
             log.info("accel.cuda_graphs is off under DDP: each rank would capture graphs "
                      "around gradient hooks that DDP fires itself; training runs eager")
             return
-        self.graphs = DecoderGraphs(self.net)
+        self.graphs = DecoderGraphs(self.net, pad_to=self.hparams.graph_pad_to)
 
     def _metrics(self) -> torch.nn.ModuleDict:
         pad = self.net.pad_id

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from pipeline.bench import gpu, loop, networks
+from pipeline.bench.table import table
 from pipeline.logs import quiet
 
 # Targets (issues 7 and 12): (key, comparison, bound).
@@ -150,19 +151,6 @@ def run(profile: str, sweep: list[str] | None) -> tuple[dict, list[tuple[str, st
         rows.append(("7 GPU", "attention / seq2seq throughput, bf16, g2p epoch",
                      "n/a (no GPU)" if not torch.cuda.is_available() else "not in --tiny"))
     return res, rows
-
-
-def table(rows, seconds: float, machine_name: str) -> str:
-    width = [max(len(r[i]) for r in rows) for i in range(3)]
-    width = [max(w, len(h)) for w, h in zip(width, ("section", "measure", "result"), strict=True)]
-    def line(r):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, width, strict=True)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 2) for w in width) + "|"
-    out = [line(("section", "measure", "result")), rule]
-    out += [line(r) for r in rows]
-    out.append(f"\n{machine_name}; {seconds:.0f} s")
-    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> dict:

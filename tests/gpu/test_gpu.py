@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 from pipeline.accel import DecoderGraphs
 from pipeline.models import EncoderDecoder
 from tests.helpers import run_cli
+from tests.helpers.gpu_runs import GPU_MULTIRUN, GPU_TRAININGS
 
 pytestmark = pytest.mark.gpu
 
@@ -140,14 +141,9 @@ def finished_run(tmp_path, *overrides):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-@pytest.mark.parametrize("experiment", ["default", "g2p"])
-def test_training_on_the_gpu_finishes_with_its_metrics(tmp_path, experiment, precision):
-    overrides = ["trainer=gpu", f"trainer.precision={precision}", "debug=fast",
-                 "trainer.max_epochs=2", "accel.cuda_graphs=true"]
-    if experiment != "default":
-        overrides.append(f"experiment={experiment}")
-    _, runs = finished_run(tmp_path, *overrides)
+@pytest.mark.parametrize("name", GPU_TRAININGS)
+def test_training_on_the_gpu_finishes_with_its_metrics(tmp_path, name):
+    _, runs = finished_run(tmp_path, *GPU_TRAININGS[name])
     (run,) = runs
     assert run.info.status == "FINISHED"
     assert {"train/loss_epoch", "val/loss", "val/seq_acc", "test/seq_acc"} <= set(
@@ -157,6 +153,6 @@ def test_training_on_the_gpu_finishes_with_its_metrics(tmp_path, experiment, pre
 
 @pytest.mark.slow
 def test_a_two_job_multirun_on_the_gpu(tmp_path):
-    _, runs = finished_run(tmp_path, "-m", "trainer=gpu", "debug=fast", "model.depth=1,2")
+    _, runs = finished_run(tmp_path, *GPU_MULTIRUN)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
