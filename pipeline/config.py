@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pipeline.data.tasks import TASKS
+from pipeline.errors import ConfigError
 from pipeline.models.attention import AttentionType
 from pipeline.models.cells import Cell
 from pipeline.models.seq2seq import INITS
@@ -28,20 +29,6 @@ MAX_DEPTH = 64
 MAX_BEAM = 100
 MAX_SEEDS = 100
 MATMUL_PRECISIONS = ("highest", "high", "medium")
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work: names the key, the bad value and what is allowed.
-
-    ``key`` and ``value`` may be tuples, for settings that are wrong only together."""
-
-    def __init__(self, key: str | tuple[str, ...], value: Any, allowed: str):
-        self.key, self.value, self.allowed = key, value, allowed
-        if isinstance(key, tuple):
-            shown = " ".join(f"{k}={v!r}" for k, v in zip(key, value, strict=True))
-            super().__init__(f"{shown} is invalid together: {allowed}")
-        else:
-            super().__init__(f"{key}={value!r} is invalid: {allowed}")
 
 
 @dataclass
