@@ -18,14 +18,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pipeline.data.tasks import TASKS
 from pipeline.errors import ConfigError
 from pipeline.models.attention import AttentionType
-from pipeline.models.cells import Cell
-from pipeline.models.seq2seq import INITS
+from pipeline.models.cells import Cell, Init
+from pipeline.models.seq2seq import DEPTH_RULE, split_depth
 
 # Beyond these a run would not fit in memory or time on any machine this project targets.
 MAX_SPLIT_SIZE = 10_000_000
 MAX_SEQUENCE_LENGTH = 1_000
 MAX_VOCAB_SIZE = 1_000_000
-MAX_DEPTH = 64
 MAX_BEAM = 100
 MAX_SEEDS = 100
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -48,7 +47,7 @@ class ModelConfig:
     attention: AttentionType = AttentionType.none
     feedback: bool = True
     teacher_forcing: float = 1.0
-    init: str = "keras"  # how the RNNs start: keras (as the Keras seq2seq library) or torch
+    init: Init = Init.keras  # how the RNNs start: as Keras' layers, or PyTorch's defaults
 
 
 @dataclass
@@ -162,21 +161,17 @@ def validate(cfg: DictConfig) -> None:
     m, d = cfg.model, cfg.data
     check(d.task in TASKS, "data.task", d.task, f"one of {', '.join(sorted(TASKS))} (or "
            "data=<task> for its defaults)")
-    depth = m.depth
-    depth_ok = (is_int(depth) and 1 <= depth <= MAX_DEPTH) or (
-        isinstance(depth, ListConfig | list) and len(depth) == 2
-        and all(is_int(x) and 1 <= x <= MAX_DEPTH for x in depth)
-    )
-    check(depth_ok, "model.depth", OmegaConf.to_object(depth) if isinstance(depth, ListConfig)
-           else depth, f"an int >= 1, or an [encoder, decoder] pair such as [2, 3] (layers "
-           f"<= {MAX_DEPTH})")
+    depth = OmegaConf.to_object(m.depth) if isinstance(m.depth, ListConfig) else m.depth
+    try:
+        split_depth(depth)
+    except ValueError:
+        raise ConfigError("model.depth", depth, DEPTH_RULE) from None
     check(m.hidden_dim >= 1, "model.hidden_dim", m.hidden_dim, "an int >= 1")
     check(m.embed_dim is None or m.embed_dim >= 1, "model.embed_dim", m.embed_dim,
            "null (= hidden_dim) or an int >= 1")
     check(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "a probability in [0, 1)")
     check(0.0 <= m.io_dropout < 1.0, "model.io_dropout", m.io_dropout,
            "a probability in [0, 1)")
-    check(m.init in INITS, "model.init", m.init, f"one of {', '.join(INITS)}")
     check(0.0 <= m.teacher_forcing <= 1.0, "model.teacher_forcing", m.teacher_forcing,
            "a ratio in [0, 1] (1.0 = always feed the ground truth)")
     sees_source = m.bridge or m.peek or m.attention != "none" or not m.feedback

@@ -28,6 +28,13 @@ class Cell(StrEnum):
     gru = "gru"
 
 
+class Init(StrEnum):
+    """How the recurrent layers start: Keras' scheme (:func:`keras_init`) or PyTorch's."""
+
+    keras = "keras"
+    torch = "torch"
+
+
 RNNS: dict[str, type[nn.RNNBase]] = {Cell.lstm: nn.LSTM, Cell.gru: nn.GRU}
 
 

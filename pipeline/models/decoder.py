@@ -35,7 +35,7 @@ in one place, :meth:`Decoder.run` / :meth:`Decoder.step`, by the ``fast`` switch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -53,22 +53,33 @@ from pipeline.models.cells import (
 )
 from pipeline.models.encoder import Encoded
 
-# Source fields that hold one row per sequence (the rest are per-batch weights).
-_PER_ROW = ("memory", "mask", "bias", "summary", "keys", "summary_gates")
+
+@dataclass
+class FastWeights:
+    """The fast path's weights, derived once per batch from the decoder's parameters alone
+    (the same for every row, so beams share them).
+
+    token_gates (V, G): the embedding table through the first layer's input weights;
+    context_weight (H, G): the first layer's context weights transposed (input feeding: one
+    view per batch, so the backward pass slices the weight once, not at every step);
+    top_weight/top_bias: the top layer's recurrent weights stacked on the attention query's
+    (additive input feeding).
+    """
+
+    token_gates: torch.Tensor | None = None
+    context_weight: torch.Tensor | None = None
+    top_weight: torch.Tensor | None = None
+    top_bias: torch.Tensor | None = None
 
 
 @dataclass
 class Source:
-    """What every decoder step reads of the encoded source, computed once per batch.
+    """What every decoder step reads of the encoded source, one row per sequence.
 
     memory (B, S, H), mask (B, S) and summary (B, H) as in :class:`Encoded`; bias (B, S):
-    0 on real positions, -inf on padding; keys (B, S, H): the attention's key side. The
-    fast path adds summary_gates (B, G): the summary through the first layer's context
-    weights (peek without attention); token_gates (V, G): the embedding table through the
-    first layer's input weights; context_weight (H, G): those context weights transposed
-    (input feeding: one view per batch, so the backward pass slices the weight once, not
-    at every step); top_weight/top_bias: the top layer's recurrent weights stacked on the
-    attention query's (additive input feeding).
+    0 on real positions, -inf on padding; keys (B, S, H): the attention's key side;
+    summary_gates (B, G), on the fast path: the summary through the first layer's context
+    weights (peek without attention). ``weights``: the fast path's per-batch weights.
     """
 
     memory: torch.Tensor
@@ -77,19 +88,13 @@ class Source:
     summary: torch.Tensor | None = None
     keys: torch.Tensor | None = None
     summary_gates: torch.Tensor | None = None
-    token_gates: torch.Tensor | None = None
-    context_weight: torch.Tensor | None = None
-    top_weight: torch.Tensor | None = None
-    top_bias: torch.Tensor | None = None
+    weights: FastWeights = field(default_factory=FastWeights)
 
     def select(self, index: torch.Tensor) -> Source:
         """The batch rows ``index`` (used to expand and reorder beams)."""
-        return Source(**{
-            f.name: getattr(self, f.name)[index]
-            if f.name in _PER_ROW and getattr(self, f.name) is not None
-            else getattr(self, f.name)
-            for f in fields(self)
-        })
+        rows = ("memory", "mask", "bias", "summary", "keys", "summary_gates")
+        return replace(self, **{name: getattr(self, name)[index] for name in rows
+                                if getattr(self, name) is not None})
 
 
 class Decoder(nn.Module):
@@ -144,20 +149,27 @@ class Decoder(nn.Module):
             source.keys = self.attention.keys(enc.memory)
         if not self.fast:
             return source
-        if isinstance(self.input, nn.Embedding) and not self._io_dropping:
-            source.token_gates = F.linear(self.input.weight, self._w_input)
         if self.peek and self.attention is None:
             source.summary_gates = F.linear(enc.summary, self._w_context)
+        source.weights = self._fast_weights()
+        return source
+
+    def _fast_weights(self) -> FastWeights:
+        """The fast path's weights for this batch (recomputed per batch: the parameters
+        change between batches, and autograd must see them used)."""
+        weights = FastWeights()
+        if isinstance(self.input, nn.Embedding) and not self._io_dropping:
+            weights.token_gates = F.linear(self.input.weight, self._w_input)
         if not self.input_feeding:
-            return source
-        source.context_weight = self._w_context.t()
+            return weights
+        weights.context_weight = self._w_context.t()
         query = self.attention.query_weight
         if query is not None:
             top = self.rnn.num_layers - 1
-            source.top_weight = torch.cat([getattr(self.rnn, f"weight_hh_l{top}"), query])
-            source.top_bias = torch.cat(
+            weights.top_weight = torch.cat([getattr(self.rnn, f"weight_hh_l{top}"), query])
+            weights.top_bias = torch.cat(
                 [getattr(self.rnn, f"bias_hh_l{top}"), query.new_zeros(query.shape[0])])
-        return source
+        return weights
 
     # -- the two paths, chosen here -------------------------------------------------------
 
@@ -256,8 +268,8 @@ class Decoder(nn.Module):
     def _first_gates(self, prev: torch.Tensor | None, source: Source, steps: int):
         """The inputs' share of the first layer's gates for ``steps`` steps (B, T, G)."""
         bias = self.rnn.bias_ih_l0
-        if source.token_gates is not None:
-            return F.embedding(prev, source.token_gates, self.input.padding_idx) + bias
+        if source.weights.token_gates is not None:
+            return F.embedding(prev, source.weights.token_gates, self.input.padding_idx) + bias
         if not self.feedback:  # the same input at every step
             first = F.linear(self.repeat(source.summary), self._w_input, bias)
             return first.unsqueeze(1).expand(-1, steps, -1)
@@ -268,15 +280,16 @@ class Decoder(nn.Module):
         the new layers and, with input feeding, the context (B, H) and the attention
         weights (B, S) it used (else None, None)."""
         ctx = weights = top_gates = None
+        fast = source.weights
         if self.input_feeding:
             query = top_of(layers)
-            if source.top_weight is not None:  # W_hh s and W_q s in one matmul
-                top_gates, query = F.linear(query, source.top_weight, source.top_bias).split(
+            if fast.top_weight is not None:  # W_hh s and W_q s in one matmul
+                top_gates, query = F.linear(query, fast.top_weight, fast.top_bias).split(
                     [gate_size(self.rnn), query.shape[-1]], dim=-1)
             scores = self.attention.scores(query, source.keys) + source.bias
             weights = torch.softmax(scores, dim=-1)
             ctx = torch.bmm(weights.unsqueeze(1), source.memory).squeeze(1)
-            first = torch.addmm(first, ctx, source.context_weight)
+            first = torch.addmm(first, ctx, fast.context_weight)
         elif self.peek:
             first = first + source.summary_gates
         return stacked_step(self.rnn, None, layers, first, top_gates), ctx, weights

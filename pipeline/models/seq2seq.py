@@ -33,13 +33,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pipeline.models.cells import State, keras_init
+from pipeline.models.cells import Init, State, keras_init
 from pipeline.models.decoder import Decoder, Source
 from pipeline.models.encoder import Encoded, Encoder
 from pipeline.models.search import Generation, beam_search, greedy_search
 
 KINDS = ("tokens", "vectors")
-INITS = ("keras", "torch")  # how the RNNs start: Keras' scheme (see keras_init) or PyTorch's
+# Beyond this a run would not fit in memory or time on any machine this project targets.
+MAX_DEPTH = 64
+DEPTH_RULE = (f"an int >= 1, or an [encoder, decoder] pair such as [2, 3] (layers "
+              f"<= {MAX_DEPTH})")
 
 
 @dataclass
@@ -51,15 +54,17 @@ class Seq2SeqOutput:
 
 
 def split_depth(depth: int | list[int] | tuple[int, int]) -> tuple[int, int]:
-    """``depth`` as (encoder, decoder) layers: an int for both, or a pair."""
+    """``depth`` as (encoder, decoder) layers: an int for both, or a pair; anything else
+    is a ValueError (the one check of a depth: the configs' validation calls this too)."""
     if isinstance(depth, int) and not isinstance(depth, bool):
         pair = (depth, depth)
     elif isinstance(depth, (list, tuple)) and len(depth) == 2:
         pair = tuple(depth)
     else:
-        raise ValueError(f"depth must be an int or an [encoder, decoder] pair, got {depth!r}")
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in pair):
-        raise ValueError(f"depth must hold integers >= 1, got {depth!r}")
+        pair = ()
+    if not pair or not all(isinstance(d, int) and not isinstance(d, bool)
+                           and 1 <= d <= MAX_DEPTH for d in pair):
+        raise ValueError(f"depth must be {DEPTH_RULE}, got {depth!r}")
     return pair
 
 
@@ -89,7 +94,7 @@ class EncoderDecoder(nn.Module):
         bos_id: int = 1,
         eos_id: int = 2,
         fast: bool = True,
-        init: str = "keras",
+        init: str | Init = Init.keras,
     ):
         super().__init__()
         if kind not in KINDS:
@@ -117,9 +122,7 @@ class EncoderDecoder(nn.Module):
             dec_depth, cell, dropout, peek, attention, feedback, fast, io_dropout,
         )
         self.dec_depth = dec_depth
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        if init == "keras":
+        if Init(init) is Init.keras:
             keras_init(self.encoder.rnn)
             keras_init(self.decoder.rnn)
             if self.decoder.repeat is not None:  # the RepeatVector Dense(hidden, relu): Keras' own
