@@ -102,11 +102,10 @@ def candidate_examples(client: MlflowClient, candidate: Candidate) -> pd.Series 
     return pd.concat(scores, axis=1).mean(axis=1) if scores else None
 
 
-def statistics(client: MlflowClient, candidates: list[Candidate], metric: str, mode: str
-               ) -> tuple[pd.DataFrame, str]:
-    """The per-candidate table, best candidate first, with the comparisons of the best against
-    each other candidate on the test counterpart of ``metric``; and those comparisons in words."""
-    test_metric = metric.replace("val/", "test/")
+def summary_table(candidates: list[Candidate], metric: str, mode: str
+                  ) -> tuple[pd.DataFrame, list[Candidate]]:
+    """One row per candidate (n, status, and the mean, std and interval of ``metric`` and of
+    every test metric), best first by the mean of ``metric``; the candidates in that order."""
     names = sorted({k for c in candidates for r in c.finished for k in r.data.metrics
                     if k.startswith("test/") and "/len_" not in k} | {metric})
     rows = []
@@ -122,33 +121,66 @@ def statistics(client: MlflowClient, candidates: list[Candidate], metric: str, m
     table = pd.DataFrame(rows)
     order = table[metric].fillna(-np.inf if mode == "max" else np.inf)
     ranking = order.sort_values(ascending=mode == "min", kind="stable").index
-    table = table.loc[ranking].reset_index(drop=True)
-    candidates = [candidates[i] for i in ranking]
-    if len(candidates) < 2 or test_metric not in table:
-        return table, ""
-    best, better = candidates[0], 1 if mode == "max" else -1
+    return table.loc[ranking].reset_index(drop=True), [candidates[i] for i in ranking]
+
+
+@dataclass
+class Comparison:
+    """The best candidate against another on one test metric: the difference (Welch) and
+    the Holm-corrected p-values over the replicates and, paired, over the test examples."""
+
+    other: Candidate
+    diff: stats.Difference
+    p_welch: float
+    p_paired: float
+    p_welch_holm: float = np.nan
+    p_paired_holm: float = np.nan
+
+
+def compare(client: MlflowClient, ranked: list[Candidate], test_metric: str
+            ) -> list[Comparison]:
+    """The best (first) of ``ranked`` against each other, Holm-corrected over them."""
+    best = ranked[0]
     best_examples = candidate_examples(client, best)
-    diffs, paired = [None], [np.nan]
-    for other in candidates[1:]:
-        diffs.append(stats.welch(best.values(test_metric), other.values(test_metric)))
+    comparisons = []
+    for other in ranked[1:]:
         other_examples = candidate_examples(client, other)
         same = (best_examples is not None and other_examples is not None
                 and best_examples.index.equals(other_examples.index))
-        paired.append(stats.paired_permutation(best_examples, other_examples) if same
-                      else np.nan)
-    welch_holm = [np.nan, *stats.holm([d.p for d in diffs[1:]])]
-    paired_holm = [np.nan, *stats.holm(paired[1:])]
-    table["vs best: diff"] = [np.nan if d is None else -d.diff for d in diffs]
-    table["vs best: ci_low"] = [np.nan if d is None else -d.high for d in diffs]
-    table["vs best: ci_high"] = [np.nan if d is None else -d.low for d in diffs]
-    table["p welch"], table["p welch holm"] = [np.nan if d is None else d.p for d in diffs], \
-        welch_holm
-    table["p paired"], table["p paired holm"] = paired, paired_holm
+        diff = stats.welch(best.values(test_metric), other.values(test_metric))
+        paired = stats.paired_permutation(best_examples, other_examples) if same else np.nan
+        comparisons.append(Comparison(other, diff, p_welch=diff.p, p_paired=paired))
+    welch_holm = stats.holm([c.p_welch for c in comparisons])
+    paired_holm = stats.holm([c.p_paired for c in comparisons])
+    for c, pw, pp in zip(comparisons, welch_holm, paired_holm, strict=True):
+        c.p_welch_holm, c.p_paired_holm = pw, pp
+    return comparisons
+
+
+def with_comparisons(table: pd.DataFrame, comparisons: list[Comparison]) -> pd.DataFrame:
+    """``table`` (best first) with the columns of each row's comparison with the best."""
+    def column(value) -> list[float]:
+        return [np.nan, *(value(c) for c in comparisons)]
+
+    table["vs best: diff"] = column(lambda c: -c.diff.diff)
+    table["vs best: ci_low"] = column(lambda c: -c.diff.high)
+    table["vs best: ci_high"] = column(lambda c: -c.diff.low)
+    table["p welch"] = column(lambda c: c.p_welch)
+    table["p welch holm"] = column(lambda c: c.p_welch_holm)
+    table["p paired"] = column(lambda c: c.p_paired)
+    table["p paired holm"] = column(lambda c: c.p_paired_holm)
+    return table
+
+
+def in_words(best: Candidate, comparisons: list[Comparison], metric: str, test_metric: str,
+             mode: str) -> str:
+    """The comparisons as sentences: who beats whom by how much, or that they do not
+    differ significantly, with the evidence."""
+    better = 1 if mode == "max" else -1
     scale, unit = (100, " points") if test_metric.endswith(("acc", "wer", "per")) else (1, "")
     lines = []
-    for i, other in enumerate(candidates[1:], 1):
-        d, p = diffs[i], welch_holm[i]
-        p_paired = paired_holm[i]
+    for c in comparisons:
+        p, p_paired, d = c.p_welch_holm, c.p_paired_holm, c.diff
         evidence = "; ".join(
             [f"Welch {stats.p_text(p)}" if np.isfinite(p) else "one replicate: no Welch test"]
             + ([f"paired over test examples {stats.p_text(p_paired)}"]
@@ -158,15 +190,29 @@ def statistics(client: MlflowClient, candidates: list[Candidate], metric: str, m
         if significant and better * d.diff > 0:
             margin = (f" +/- {d.half_width * scale:.1f}" if np.isfinite(d.half_width)
                       else "")
-            lines.append(f"- {best.name} beats {other.name} by {abs(d.diff) * scale:.1f}"
+            lines.append(f"- {best.name} beats {c.other.name} by {abs(d.diff) * scale:.1f}"
                          f"{margin}{unit} on {test_metric} ({evidence}).")
         else:
-            lines.append(f"- {other.name} and {best.name} do not differ significantly on "
+            lines.append(f"- {c.other.name} and {best.name} do not differ significantly on "
                          f"{test_metric} ({evidence}).")
     head = (f"Candidates ranked by mean {metric} over their replicates (95 % Student-t "
             f"intervals); the best against each other candidate, Holm-corrected for "
-            f"{len(candidates) - 1} comparisons:")
-    return table, "\n".join([head, *lines])
+            f"{len(comparisons)} comparisons:")
+    return "\n".join([head, *lines])
+
+
+def statistics(client: MlflowClient, candidates: list[Candidate], metric: str, mode: str
+               ) -> tuple[pd.DataFrame, str]:
+    """The per-candidate table, best candidate first, with the comparisons of the best
+    against each other candidate on the test counterpart of ``metric``; and those
+    comparisons in words."""
+    test_metric = metric.replace("val/", "test/")
+    table, ranked = summary_table(candidates, metric, mode)
+    if len(ranked) < 2 or test_metric not in table:
+        return table, ""
+    comparisons = compare(client, ranked, test_metric)
+    return (with_comparisons(table, comparisons),
+            in_words(ranked[0], comparisons, metric, test_metric, mode))
 
 
 def readable(table: pd.DataFrame, metric: str) -> str:

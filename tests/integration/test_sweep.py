@@ -249,7 +249,7 @@ def test_a_finished_sweep_keeps_each_checkpoint_once(tmp_path):
     assert len(list((tmp_path / "mlartifacts").rglob("model.pth"))) == 2
 
 
-def test_replicates_give_every_cell_its_statistics(tmp_path):
+def test_replicates_give_every_candidate_its_statistics(tmp_path):
     """2 candidates x 3 seeds: 6 FINISHED children, 3 per candidate tag; the parent's summary
     has n = 3 per candidate, means equal to the children's, intervals around them, p-values for the
     comparison, the words, the plots, and a champion from the best candidate."""

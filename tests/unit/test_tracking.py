@@ -91,3 +91,34 @@ def test_runs_group_by_candidate_and_older_stores_by_cell():
             run("e")]
     grouped = {c.name: [r.info.run_id for r in c.runs] for c in candidates_of(runs)}
     assert grouped == {"model.depth=1": ["a", "b"], "model.depth=2": ["c", "d"], "e": ["e"]}
+
+
+def test_sweep_statistics_rank_compare_and_say_it_in_words():
+    """Best candidate first; the columns of its comparison with each other; a candidate far
+    behind is beaten, a close one does not differ, one replicate gets no Welch test."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from pipeline.tracking.sweep_report import candidates_of, statistics
+
+    class NoArtifacts:  # no per-example scores: Welch's test only
+        def download_artifacts(self, *args):
+            raise OSError("none")
+
+    def run(run_id, name, value):
+        return SimpleNamespace(
+            info=SimpleNamespace(run_id=run_id, run_name=run_id, status="FINISHED"),
+            data=SimpleNamespace(tags={"candidate": name, "candidate_name": name},
+                                 metrics={"val/seq_acc": value, "test/seq_acc": value - 0.01}))
+
+    scores = {"a": [0.9, 0.92, 0.91], "b": [0.5, 0.55, 0.52], "c": [0.91, 0.9, 0.93],
+              "d": [0.7]}
+    runs = [run(f"{n}{i}", n, v) for n, vs in scores.items() for i, v in enumerate(vs)]
+    table, words = statistics(NoArtifacts(), candidates_of(runs), "val/seq_acc", "max")
+    assert list(table.candidate) == ["c", "a", "d", "b"]
+    assert np.isnan(table["p welch holm"][0]) and table["p welch holm"][3] < 0.05
+    assert table["vs best: diff"][3] < 0
+    assert "- c beats b by 39.0 +/- 5.1 points on test/seq_acc" in words
+    assert "- a and c do not differ significantly" in words
+    assert "- d and c do not differ significantly on test/seq_acc (one replicate" in words
