@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline.config import ConfigError, check, is_int, validate
 from pipeline.data.tasks import TASKS
+from pipeline.files import DiskFull, as_disk_full, disk_full
 from pipeline.tracking.naming import override_key, task_overrides
 from pipeline.tracking.store import check_tracking_uri
 
@@ -135,6 +136,7 @@ def build(cfg: DictConfig) -> Parts:
     """The data module (splits built or read from the cache), the LightningModule with its
     optimizer, and the Trainer with its callbacks; its logger comes with the run
     (``pipeline.tracking.run``), so building touches no store."""
+    from pipeline.checkpoints import AtomicCheckpointIO
     from pipeline.module import Seq2SeqModule
 
     with blame(cfg, "data"):
@@ -156,7 +158,8 @@ def build(cfg: DictConfig) -> Parts:
     with blame(cfg, "callbacks", "monitor", "monitor_mode"):
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     with blame(cfg, "trainer"):
-        trainer = instantiate(cfg.trainer, logger=False, callbacks=callbacks)
+        trainer = instantiate(cfg.trainer, logger=False, callbacks=callbacks,
+                              plugins=[AtomicCheckpointIO()])
     return Parts(datamodule, module, trainer)
 
 
@@ -180,9 +183,11 @@ def blame(cfg: DictConfig, *groups: str) -> Iterator[None]:
     group's own choice."""
     try:
         yield
-    except ConfigError:
+    except (ConfigError, DiskFull):
         raise
     except Exception as err:
+        if disk_full(err):  # the disk's fault, not the setting's
+            raise as_disk_full(err) from err
         words = library_words(err)
         keys = [k for k in (override_key(o) for o in task_overrides())
                 if any(k == g or k.startswith(f"{g}.") for g in groups)] or [groups[0]]

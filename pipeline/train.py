@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from pipeline.build import build, replicates, settle
 from pipeline.config import ConfigError
+from pipeline.files import DiskFull
 from pipeline.logs import one_console, quiet
 from pipeline.tracking.outcome import JobOutcome
 from pipeline.tracking.store import StoreError, TrackingServerGone
@@ -33,8 +34,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for replicate in replicates(cfg):
         try:
             results.append(train_one(replicate))
-        except (ConfigError, StoreError, TrackingServerGone):
-            raise
+        except (ConfigError, StoreError, TrackingServerGone, DiskFull):
+            raise  # the next replicates would meet the same
         except Exception as err:
             errors.append(err)
     if errors:
@@ -65,8 +66,7 @@ def train_one(cfg: DictConfig) -> dict[str, float]:
     if resume.complete(previous):
         log.info("skipped: this config already finished in run %s", previous.info.run_id)
         return dict(previous.data.metrics)
-    resume_from = (resume.resume_checkpoint(previous)
-                   if previous is not None and previous.info.status != "FAILED" else None)
+    resume_from = resume.resume_checkpoint(previous) if resume.resumable(previous) else None
     L.seed_everything(cfg.seed, workers=True)
     parts = build(cfg)
     with tracked_run(cfg, parts.trainer, parts.datamodule, previous, resume_from) as run:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +18,18 @@ from pipeline.data.dataset import Batch, BucketBatchSampler, Packed, SequenceDat
 from pipeline.data.tasks import Task, make_task
 from pipeline.data.tasks.base import SPLITS
 from pipeline.data.vocab import Vocab
+from pipeline.files import load_or_rebuild, read_sealed, write_sealed
 
 CACHE_VERSION = 2
 __all__ = ["Batch", "DataSpec", "Seq2SeqDataModule"]
+
+
+def _load_cache(path: Path) -> dict:
+    """A cache file's splits, once its length and digest are checked."""
+    data = torch.load(io.BytesIO(read_sealed(path)), weights_only=False)
+    if not isinstance(data, dict) or "splits" not in data:
+        raise ValueError("not a data cache")
+    return data
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
     """Builds a task's splits once, caches them under ``cache_dir`` and serves batches.
 
     The cache key covers the task, its options, the sizes and the seed, so a sweep builds
-    each data set once; writes are atomic (temp file, then rename). ``bucket_by_length``
+    each data set once; the cache is written atomically with its digest and checked when read
+    back (a damaged one is rebuilt). ``bucket_by_length``
     batches token examples of similar length together (:class:`BucketBatchSampler`).
     """
 
@@ -82,17 +92,24 @@ class Seq2SeqDataModule(L.LightningDataModule):
         return None if d is None else Path(d) / f"{self.hparams.task}-{self.cache_key}.pt"
 
     def prepare_data(self) -> None:
-        """Build and cache the splits unless the cache already holds them."""
+        """Build and cache the splits unless the cache already holds them whole: a cache that
+        does not load, or whose recorded digest does not match, is set aside and rebuilt."""
+        if self.data is None:
+            self.data = self._load_or_build()
+
+    def _load_or_build(self) -> dict:
         path = self.cache_path
-        if self.data is not None or (path is not None and path.exists()):
-            return
+        if path is None:
+            return self._build()
+        return load_or_rebuild(path, _load_cache, lambda: self._build_and_save(path),
+                               "the data cache")
+
+    def _build_and_save(self, path: Path) -> dict:
         data = self._build()
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            torch.save(data, tmp)
-            os.replace(tmp, path)
-        self.data = data
+        buffer = io.BytesIO()
+        torch.save(data, buffer)
+        write_sealed(path, buffer.getbuffer())
+        return data
 
     def _build(self) -> dict:
         splits = self.task.build(self.hparams.seed, self.sizes)
@@ -122,11 +139,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
-            path = self.cache_path
-            self.data = (
-                torch.load(path, weights_only=False) if path is not None and path.exists()
-                else self._build()
-            )
+            self.data = self._load_or_build()
 
     # -- what the rest of the pipeline reads ----------------------------------------------
 

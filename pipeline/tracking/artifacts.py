@@ -4,6 +4,7 @@ its failure, and the system metrics monitor."""
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 import traceback
@@ -18,7 +19,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from omegaconf import DictConfig
 
+from pipeline.files import as_disk_full, disk_full
 from pipeline.tracking.naming import flatten
+
+log = logging.getLogger(__name__)
 
 DATASET_ATTEMPTS = 3
 TEST_EXAMPLES = "test_examples.json"  # every test example's index and score (report.py)
@@ -71,20 +75,31 @@ def start_system_metrics(run_id: str, tracking_uri: str):
 
 def record_failure(client: MlflowClient, run_id: str, err: BaseException) -> None:
     """End the run FAILED (KILLED on Ctrl-C or SIGTERM), the message as a tag, the
-    traceback as an artifact (or, where artifacts cannot be written, say so in a tag)."""
-    client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
-    step = getattr(err, "step", None)
-    if step is not None:
-        client.set_tag(run_id, "error.step", str(step))
+    traceback as an artifact (or, where artifacts cannot be written, say so in a tag). A
+    full disk is tagged ``error.disk_full`` (a resumed sweep continues such a run from its
+    checkpoint); where the store itself cannot be written, the run stays RUNNING and one
+    line says so."""
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "traceback.txt"
-            path.write_text("".join(traceback.format_exception(err)))
-            client.log_artifact(run_id, str(path), "error")
-    except (OSError, MlflowException) as upload:  # a full disk, an artifact store gone
-        client.set_tag(run_id, "error.traceback", f"not saved: {upload}"[:5000])
-    killed = isinstance(err, KeyboardInterrupt | SIGTERMException | SystemExit)
-    client.set_terminated(run_id, "KILLED" if killed else "FAILED")
+        client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
+        step = getattr(err, "step", None)
+        if step is not None:
+            client.set_tag(run_id, "error.step", str(step))
+        if disk_full(err):
+            client.set_tag(run_id, "error.disk_full", "true")
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "traceback.txt"
+                path.write_text("".join(traceback.format_exception(err)))
+                client.log_artifact(run_id, str(path), "error")
+        except (OSError, MlflowException) as upload:  # a full disk, an artifact store gone
+            client.set_tag(run_id, "error.traceback", f"not saved: {upload}"[:5000])
+        killed = isinstance(err, KeyboardInterrupt | SIGTERMException | SystemExit)
+        client.set_terminated(run_id, "KILLED" if killed else "FAILED")
+    except Exception as store:
+        if not disk_full(store):
+            raise
+        log.error("run %s stays RUNNING: the tracking store could not record its end (%s); "
+                  "a resumed sweep continues it", run_id, as_disk_full(store, "the tracking store"))
 
 
 def log_model(

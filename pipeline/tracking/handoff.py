@@ -2,7 +2,9 @@
 
 The callback writes ``mlflow_parent_run.json`` in the sweep folder before any job starts
 (parent run id, experiment id, swept keys, whether the sweep resumes an earlier one); each
-job, in whatever process or node the launcher gives it, reads it from there.
+job, in whatever process or node the launcher gives it, reads it from there. It is written
+atomically; one that does not parse (damaged after the fact) is set aside with one line and
+rebuilt from the parent run in the store, which records the sweep folder.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+
+from pipeline.files import DamagedFile, set_aside, why_damaged, write_json
 
 PARENT_RUN_FILE = "mlflow_parent_run.json"
 
@@ -31,13 +35,49 @@ class SweepInfo:
 
 
 def write_sweep_info(sweep_dir: Path, info: SweepInfo) -> None:
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / PARENT_RUN_FILE).write_text(json.dumps(asdict(info)))
+    write_json(Path(sweep_dir) / PARENT_RUN_FILE, asdict(info))
 
 
 def sweep_info() -> SweepInfo | None:
     """This multirun's hand-off (read in a job), or None outside a sweep."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
-    path = Path(HydraConfig.get().sweep.dir) / PARENT_RUN_FILE
-    return SweepInfo(**json.loads(path.read_text())) if path.exists() else None
+    sweep_dir = Path(HydraConfig.get().sweep.dir)
+    path = sweep_dir / PARENT_RUN_FILE
+    if not path.exists():
+        return None
+    try:
+        return SweepInfo(**json.loads(path.read_text()))
+    except (ValueError, TypeError, UnicodeDecodeError) as err:
+        info = _from_store(sweep_dir)
+        if info is None:
+            raise DamagedFile(path, f"{why_damaged(err)}; no sweep parent run in the store "
+                                    "records this folder") from err
+        set_aside(path, "the sweep's hand-off file", why_damaged(err),
+                  f"rebuilt from its parent run {info.run_id}")
+        write_sweep_info(sweep_dir, info)
+        return info
+
+
+def _from_store(sweep_dir: Path) -> SweepInfo | None:
+    """The hand-off of the sweep in ``sweep_dir`` as its parent run records it (tags
+    ``sweep_dir``, or ``resumed_in`` for a resumed sweep; the swept keys are its params)."""
+    from mlflow import MlflowClient
+
+    hydra = HydraConfig.get()
+    try:
+        uri = hydra.callbacks.mlflow_sweep.tracking_uri
+    except Exception:  # no sweep callback, or a setting it cannot resolve here
+        return None
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    for tag in ("resumed_in", "sweep_dir"):
+        runs = client.search_runs(
+            experiments, f"tags.role = 'sweep' and tags.{tag} = '{sweep_dir}'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        if runs:
+            jobs = hydra.launcher.get("n_jobs")
+            return SweepInfo(runs[0].info.run_id, runs[0].info.experiment_id,
+                             sorted(runs[0].data.params), tag == "resumed_in",
+                             parallel=jobs if jobs and jobs > 0 else 1)
+    return None

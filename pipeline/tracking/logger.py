@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.files import disk_full
 from pipeline.tracking.handoff import sweep_info
 from pipeline.tracking.naming import (
     candidate_hash,
@@ -53,7 +54,12 @@ class RunLogger(MLFlowLogger):
             return
         callbacks = list(self._checkpoint_callbacks.values())
         for callback in [c for c in callbacks if c.monitor] or callbacks:
-            self._scan_and_log_checkpoints(callback)
+            try:
+                self._scan_and_log_checkpoints(callback)
+            except Exception as err:  # after a failure, on a full disk: the checkpoints
+                if status != "failed" or not disk_full(err):  # stay in the run folder, and
+                    raise  # the error that stopped training is the one reported
+                return
 
     @property
     def tracking_uri(self) -> str:

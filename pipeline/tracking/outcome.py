@@ -2,17 +2,16 @@
 
 :class:`JobOutcome` wraps a job of ``python -m pipeline.train``. In a single run a bad
 setting (``ConfigError``, ``StoreError``: exit status 2) or a tracking server that went away
-(exit status 3) ends it with one line, any other error with its traceback
-(``HYDRA_FULL_ERROR=1`` always shows it). In a sweep every job leaves ``job.json`` in its
-folder (status, headline metric, seconds, the error if it failed) and logs one line: "job
-4/10 model=cho model.depth=2: val/seq_acc 0.938 in 43 s; about 5 min left". A failed job
-returns NaN so the sweep goes on; the sweep callback counts the failed records, with its
-children that did not finish, and the sweep exits 1 if any job failed.
+(exit status 3) or a full disk (exit status 4) ends it with one line, any other error with
+its traceback (``HYDRA_FULL_ERROR=1`` always shows it). In a sweep every job leaves
+``job.json`` in its folder (status, headline metric, seconds, the error if it failed) and
+logs one line: "job 4/10 model=cho model.depth=2: val/seq_acc 0.938 in 43 s; about 5 min
+left". A failed job returns NaN so the sweep goes on; the sweep callback counts the failed
+records, with its children that did not finish, and the sweep exits 1 if any job failed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -26,13 +25,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from pipeline.config import ConfigError
+from pipeline.files import DiskFull, as_disk_full, disk_full, read_json, write_json
 from pipeline.tracking.handoff import sweep_info
 from pipeline.tracking.naming import override_key, task_overrides
 from pipeline.tracking.store import StoreError, TrackingServerGone
 
 log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
-ONE_LINE = {ConfigError: 2, StoreError: 2, TrackingServerGone: 3}
+ONE_LINE = {ConfigError: 2, StoreError: 2, TrackingServerGone: 3, DiskFull: 4}
 
 
 class JobOutcome(AbstractContextManager):
@@ -54,6 +54,9 @@ class JobOutcome(AbstractContextManager):
             if sweep:
                 self._record("FINISHED")
             return False
+        if disk_full(err) and not isinstance(err, DiskFull):
+            err = as_disk_full(err, self.cfg.paths.output_dir,
+                               self.cfg.logger.tracking_uri)
         status = next((s for k, s in ONE_LINE.items() if isinstance(err, k)), None)
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or not (sweep or status):
             return False
@@ -66,20 +69,25 @@ class JobOutcome(AbstractContextManager):
 
     def _record(self, status: str, error: str | None = None) -> None:
         job_dir = Path(HydraConfig.get().runtime.output_dir)
-        job_dir.mkdir(parents=True, exist_ok=True)
         seconds = time.time() - self.started
         metric = self.cfg.get("monitor") or "metric"
-        (job_dir / JOB_FILE).write_text(json.dumps({
-            "job": HydraConfig.get().job.num, "status": status, "metric": metric,
-            "value": None if math.isnan(self.value) else self.value, "seconds": seconds,
-            "error": error}))
+        try:
+            write_json(job_dir / JOB_FILE, {
+                "job": HydraConfig.get().job.num, "status": status, "metric": metric,
+                "value": None if math.isnan(self.value) else self.value, "seconds": seconds,
+                "error": error})
+        except DiskFull as full:
+            log.error("%s (the job's record; the sweep counts its run instead)", full)
+            return
         log.info("%s", progress_line(job_dir.parent, status, metric, self.value, seconds))
 
 
 def records(sweep_dir: Path) -> list[dict]:
-    """Every finished job's record in this sweep folder."""
-    return [json.loads(p.read_text()) | {"dir": str(p.parent)}
-            for p in Path(sweep_dir).glob(f"*/{JOB_FILE}")]
+    """Every finished job's record in this sweep folder; a damaged one is set aside with one
+    line and ignored (the sweep still counts its run)."""
+    found = ((p, read_json(p, "the job record")) for p in Path(sweep_dir).glob(f"*/{JOB_FILE}"))
+    return [r | {"dir": str(p.parent)} for p, r in found
+            if isinstance(r, dict) and {"status", "seconds"} <= set(r)]
 
 
 def failed_job_dirs(sweep_dir: Path) -> set[str]:

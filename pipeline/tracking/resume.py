@@ -1,23 +1,27 @@
 """Resuming a sweep: a job's earlier attempt under the same parent, and what to do with it.
 
 A complete attempt (FINISHED, with its test metrics and its model) is skipped; an
-unfinished one (killed, lost with its node, or stopped anywhere between its first
-checkpoint and its last upload) continues in its own run from its newest checkpoint; one
-that failed, or died before any checkpoint, is run again and marked superseded.
+unfinished one (killed, lost with its node, stopped by a full disk, or anywhere between its
+first checkpoint and its last upload) continues in its own run from its newest checkpoint
+that loads; one that failed, or left no checkpoint that loads, is run again and marked
+superseded.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from omegaconf import DictConfig
 
+from pipeline.checkpoints import newest_loadable
 from pipeline.tracking.handoff import sweep_info
 from pipeline.tracking.naming import config_hash
 from pipeline.tracking.store import open_store
 
+log = logging.getLogger(__name__)
 # Where a run's checkpoints are, newest first: what a resumed job continues from.
 RESUME_FILES = ("interrupted.ckpt", "last.ckpt")
 
@@ -45,11 +49,23 @@ def complete(run: Run | None) -> bool:
             and any(k.startswith("test/") for k in run.data.metrics))
 
 
+def resumable(run: Run | None) -> bool:
+    """An earlier attempt that continues from its checkpoint: unfinished, or FAILED only
+    because the disk was full (``error.disk_full``); any other failure is run again."""
+    return run is not None and (run.info.status != "FAILED"
+                                or run.data.tags.get("error.disk_full") == "true")
+
+
 def resume_checkpoint(run: Run) -> str | None:
-    """The newest checkpoint an unfinished run left (``interrupted`` or ``last``), or None."""
+    """The newest checkpoint an unfinished run left (``interrupted`` or ``last``) that loads,
+    or None (then the replicate starts over, in a new run). A damaged one is set aside with
+    one line and the next newest is tried."""
     folder = Path(run.data.tags.get("checkpoint_dir") or "/nonexistent")
-    found = [folder / name for name in RESUME_FILES if (folder / name).is_file()]
-    return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
+    found = newest_loadable(folder / name for name in RESUME_FILES)
+    if found is None:
+        log.warning("run %s left no checkpoint that loads in %s: this replicate starts over",
+                    run.info.run_id, folder)
+    return None if found is None else str(found)
 
 
 def supersede(client: MlflowClient, old: Run, new_run_id: str) -> None:

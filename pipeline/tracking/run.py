@@ -5,7 +5,9 @@ interrupted one), logs what a new run records up front, and starts the system me
 The run is FINISHED only when the block ends without an error, after the test, the model
 and the report; any error ends it FAILED (KILLED on Ctrl-C or SIGTERM) with the error as a
 tag and the traceback as an artifact, except a tracking server that went away, which
-leaves it RUNNING and stops in one line.
+leaves it RUNNING and stops in one line. A full disk ends it FAILED, tagged
+``error.disk_full`` (RUNNING where the store's own disk is full), and a resumed sweep
+continues it from its newest checkpoint that loads.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from omegaconf import DictConfig
 
+from pipeline.files import DiskFull, as_disk_full, disk_full
 from pipeline.tracking import artifacts, resume
 from pipeline.tracking.logger import checkpoint_dir, make_logger
 from pipeline.tracking.store import (
@@ -61,6 +64,9 @@ def tracked_run(cfg: DictConfig, trainer, datamodule, previous: Run | None,
         for key in ("checkpoint_dir", "job_dir", "overrides", "host", "git.dirty"):
             client.set_tag(run_id, key, logger.tags[key])
         client.set_tag(run_id, "resumed_from", resume_from)
+        stale = ("error", "error.step", "error.disk_full", "error.traceback")
+        for key in set(stale) & set(previous.data.tags):  # what stopped the earlier attempt
+            client.delete_tag(run_id, key)
     else:
         if previous is not None:
             resume.supersede(client, previous, run_id)
@@ -77,6 +83,10 @@ def tracked_run(cfg: DictConfig, trainer, datamodule, previous: Run | None,
         gone = server_gone(uri)
         if gone:  # nothing more can be recorded; say so in one line
             raise TrackingServerGone(uri, err, checkpoint_dir(cfg) or cfg.paths.run_dir) from err
+        if isinstance(err, Exception) and disk_full(err) and not isinstance(err, DiskFull):
+            full = as_disk_full(err, cfg.paths.output_dir, uri)  # says where, in one line
+            artifacts.record_failure(client, run_id, full)
+            raise full from err
         artifacts.record_failure(client, run_id, err)
         raise
     else:

@@ -10,14 +10,17 @@ parent, FAILED if any job failed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.files import DiskFull, as_disk_full, disk_full
 from pipeline.tracking.handoff import SweepInfo, write_sweep_info
 from pipeline.tracking.naming import override_key, override_values
 from pipeline.tracking.outcome import failed_job_dirs
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 log = logging.getLogger(__name__)
+# Below this much free space a sweep does not start: Hydra writes its multirun.yaml next,
+# with a plain open() that a full disk turns into a traceback.
+MIN_FREE_BYTES = 2**20
 
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list[Run]:
@@ -86,6 +92,8 @@ class MLflowSweepCallback(Callback):
         self.parent_id: str | None = None
         self.experiment_id: str | None = None
         self.swept: list[str] = []
+        self.total: int | None = None
+        self.seeds = 1
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
@@ -117,12 +125,29 @@ class MLflowSweepCallback(Callback):
                 client.log_param(self.parent_id, key, values)
         self.swept = list(swept)
         launcher_jobs = config.hydra.launcher.get("n_jobs")
-        write_sweep_info(sweep_dir, SweepInfo(
-            self.parent_id, self.experiment_id, self.swept, bool(resume),
-            total=count_jobs(config, {**{k: str(v) for k, v in grid.items()}, **swept}),
-            parallel=launcher_jobs if launcher_jobs and launcher_jobs > 0 else 1))
+        self.total = count_jobs(config, {**{k: str(v) for k, v in grid.items()}, **swept})
+        self.seeds = int(config.get("seeds") or 1)
+        try:
+            write_sweep_info(sweep_dir, SweepInfo(
+                self.parent_id, self.experiment_id, self.swept, bool(resume), total=self.total,
+                parallel=launcher_jobs if launcher_jobs and launcher_jobs > 0 else 1))
+            room = shutil.disk_usage(sweep_dir).free
+            if room < MIN_FREE_BYTES:  # Hydra's own multirun.yaml comes next
+                raise DiskFull(f"{sweep_dir} ({room // 1024} KiB free; a sweep starts with "
+                               f"at least {MIN_FREE_BYTES // 2**20} MiB)")
+        except DiskFull as err:
+            self._stop(client, err)
         log.info("MLflow parent run %s in %s%s", self.parent_id, self.tracking_uri,
                  " (resumed)" if resume else "")
+
+    def _stop(self, client: MlflowClient, err: DiskFull) -> None:
+        """End the sweep before any job, in one line: the disk is full."""
+        log.error("%s: no job started; free some space and run the sweep again (resume it "
+                  "with sweep_id=%s)", err, self.parent_id)
+        with contextlib.suppress(Exception):  # the store may sit on the same full disk
+            client.set_tag(self.parent_id, "error", str(err)[:5000])
+            client.set_terminated(self.parent_id, "FAILED")
+        raise SystemExit(4)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent_id is None:
@@ -134,13 +159,27 @@ class MLflowSweepCallback(Callback):
         client = MlflowClient(self.tracking_uri)
         runs = child_runs(client, self.experiment_id, self.parent_id)
         sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_report.report(self.tracking_uri, self.parent_id, self.experiment_name, runs,
-                            sweep_dir)
         failed = failed_job_dirs(sweep_dir) | {
             r.data.tags.get("job_dir", r.info.run_id) for r in runs
             if r.info.status != "FINISHED"}
-        MLflowSweepCallback.failed_jobs = len(failed)
-        client.set_tag(self.parent_id, "failed_jobs", str(len(failed)))
-        client.set_terminated(self.parent_id, "FAILED" if failed else "FINISHED")
-        log.info("Sweep summary (%d runs, %d failed): %s", len(runs), len(failed),
-                 sweep_dir / "summary.md")
+        # Jobs that left neither a run nor a record (a full disk before either) count too.
+        finished = sum(r.info.status == "FINISHED" for r in runs)
+        missing = (self.total * self.seeds - finished - len(failed)) if self.total else 0
+        MLflowSweepCallback.failed_jobs = len(failed) + max(0, missing)
+        try:
+            sweep_report.report(self.tracking_uri, self.parent_id, self.experiment_name, runs,
+                                sweep_dir)
+            client.set_tag(self.parent_id, "failed_jobs", str(MLflowSweepCallback.failed_jobs))
+            client.set_terminated(self.parent_id,
+                                  "FAILED" if MLflowSweepCallback.failed_jobs else "FINISHED")
+        except Exception as err:
+            if not disk_full(err):
+                raise
+            MLflowSweepCallback.failed_jobs = max(1, MLflowSweepCallback.failed_jobs)
+            log.error("%s: the sweep's summary is incomplete and its parent run %s may stay "
+                      "RUNNING; free some space and resume it with sweep_id=%s",
+                      as_disk_full(err, sweep_dir, self.tracking_uri), self.parent_id,
+                      self.parent_id)
+            return
+        log.info("Sweep summary (%d runs, %d failed): %s", len(runs),
+                 MLflowSweepCallback.failed_jobs, sweep_dir / "summary.md")

@@ -122,9 +122,11 @@ def test_a_full_disk_at_upload_keeps_what_was_logged_and_reports_the_error(
     compose_cfg, monkeypatch
 ):
     """Training finished, then every artifact upload fails (ENOSPC): the metrics stay, the
-    run ends FAILED with the error as a tag, and the checkpoints are still on disk."""
+    run ends FAILED with the error as a tag (the disk is full, tagged so that a resumed
+    sweep continues it), and the checkpoints are still on disk."""
     import errno
 
+    from pipeline.files import DiskFull
     from pipeline.tracking import artifacts
 
     def disk_full(*args, **kwargs):
@@ -136,12 +138,14 @@ def test_a_full_disk_at_upload_keeps_what_was_logged_and_reports_the_error(
 
     cfg = compose_cfg(*TINY)
     monkeypatch.setattr(artifacts, "log_model", the_disk_fills_up_at_the_model_upload)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DiskFull, match="the disk is full"):
         train(cfg)
     client = MlflowClient(cfg.logger.tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
     assert run.info.status == "FAILED"
-    assert run.data.tags["error"] == "OSError: [Errno 28] No space left on device"
+    assert run.data.tags["error"] == ("DiskFull: the disk is full (No space left on device): "
+                                      f"could not write {cfg.paths.output_dir}")
+    assert run.data.tags["error.disk_full"] == "true"
     assert run.data.tags["error.traceback"].startswith("not saved: [Errno 28]")
     assert {"val/seq_acc", "test/seq_acc", "train/loss_epoch"} <= set(run.data.metrics)
     assert (Path(cfg.callbacks.model_checkpoint.dirpath) / "last.ckpt").is_file()

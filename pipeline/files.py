@@ -1,0 +1,216 @@
+"""Files the pipeline writes and reads back: written whole or not at all, read back verified.
+
+Every such file is written by :func:`atomic_write` (or :func:`write_bytes`,
+:func:`write_text`, :func:`write_json`, :func:`write_sealed`): into a temporary file beside
+the target (``.<name>.<pid>.tmp``, the same file system, so the rename is atomic), flushed
+and fsynced, then renamed over the target. A write cut short (a full disk, a kill) leaves
+the previous file or none, never a truncated one, and no temporary file when it could
+still clean up.
+
+A file read back is checked before use (:func:`load_or_rebuild`, :func:`read_json`,
+:func:`read_sealed`); a damaged one is set aside (:func:`set_aside`: renamed
+``<name>.damaged``, never deleted) with one log line naming it and saying what happens
+instead.
+
+A full disk or quota (``ENOSPC``, ``EDQUOT``, SQLite's "database or disk is full") is
+recognised anywhere in an error's chain by :func:`disk_full` and reported as
+:class:`DiskFull`: one line saying the disk is full and where.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How libraries that drop the errno say it (SQLite through SQLAlchemy, MLflow's server).
+FULL_WORDS = ("no space left on device", "disk quota exceeded", "database or disk is full")
+SEALED_MAGIC = b"seq2seq-sealed 1\n"
+
+
+class DiskFull(RuntimeError):
+    """A write failed because the disk (or a quota) is full; ``where`` is what it wrote."""
+
+    def __init__(self, where: str | os.PathLike, cause: BaseException | None = None):
+        self.where = str(where)
+        reason = os.strerror(errno.ENOSPC)
+        for err in _chain(cause):
+            if isinstance(err, OSError) and err.errno in FULL_ERRNOS:
+                reason = os.strerror(err.errno)
+                break
+        super().__init__(f"the disk is full ({reason}): could not write {self.where}")
+
+
+class DamagedFile(ValueError):
+    """A file read back is not what was written (truncated, garbage, wrong digest)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path} is damaged ({reason})")
+
+
+def _chain(err: BaseException | None):
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def disk_full(err: BaseException | None) -> bool:
+    """True when ``err`` (or an error it was raised from) says the disk or a quota is full."""
+    for e in _chain(err):
+        if isinstance(e, DiskFull):
+            return True
+        if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
+            return True
+        if any(words in str(e).lower() for words in FULL_WORDS):
+            return True
+    return False
+
+
+def as_disk_full(err: BaseException, where: str | os.PathLike | None = None,
+                 store: str | None = None) -> DiskFull:
+    """``err`` as a :class:`DiskFull` naming where: the file the error names, else the
+    tracking ``store`` for a database error, else ``where``."""
+    for e in _chain(err):
+        if isinstance(e, DiskFull):
+            return e
+    if store and any("database or disk is full" in str(e) for e in _chain(err)):
+        return DiskFull(f"the tracking store {store}", err)
+    named = next((e.filename for e in _chain(err)
+                  if isinstance(e, OSError) and e.filename), None)
+    return DiskFull(named or where or "a file", err)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str = "wb") -> Path:
+    """Write ``path`` whole or not at all: ``write(file)`` fills a temporary file beside it,
+    which is flushed, fsynced and renamed over ``path``. A full disk raises
+    :class:`DiskFull` naming ``path``; the temporary file is removed on any failure."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, mode) as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if disk_full(err):
+            raise DiskFull(path, err) from err
+        raise
+    with contextlib.suppress(OSError):  # the rename itself survives a power cut
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Path:
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj))
+
+
+def write_sealed(path: str | os.PathLike, payload: bytes | memoryview) -> Path:
+    """Write ``payload`` after a header recording its length and SHA-256, which
+    :func:`read_sealed` checks."""
+    digest = hashlib.sha256(payload).hexdigest()
+    header = SEALED_MAGIC + f"{digest} {len(payload)}\n".encode()
+    return atomic_write(path, lambda f: (f.write(header), f.write(payload)))
+
+
+def read_sealed(path: str | os.PathLike) -> bytes:
+    """The payload :func:`write_sealed` wrote, or :class:`DamagedFile` if the file is not
+    whole (its length or digest differs from the recorded ones)."""
+    blob = Path(path).read_bytes()
+    if not blob.startswith(SEALED_MAGIC):
+        raise DamagedFile(path, "no sealed-file header")
+    line, newline, payload = blob[len(SEALED_MAGIC):].partition(b"\n")
+    try:
+        digest, size = line.decode("ascii").split()
+        size = int(size)
+    except ValueError:
+        raise DamagedFile(path, "unreadable header") from None
+    if not newline or len(payload) != size:
+        raise DamagedFile(path, f"{len(payload)} of {size} bytes")
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise DamagedFile(path, "digest does not match")
+    return payload
+
+
+def set_aside(path: str | os.PathLike, what: str, reason: str, instead: str) -> Path | None:
+    """Rename a damaged ``path`` to ``<name>.damaged`` (``.damaged-1``, ... if taken) and
+    log one line: ``<what> <path> is damaged (<reason>): set aside as <name>; <instead>``.
+    Returns the new path (None if the file was gone already, e.g. another process set it
+    aside first)."""
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.damaged")
+    n = 0
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{n}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return None
+    log.warning("%s %s is damaged (%s): set aside as %s; %s", what, path, reason,
+                aside.name, instead)
+    return aside
+
+
+def why_damaged(err: BaseException) -> str:
+    """A short reason for a failed load: the error's first line."""
+    if isinstance(err, DamagedFile):
+        return err.reason
+    words = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {words[0][:200]}" if words else type(err).__name__
+
+
+def load_or_rebuild(path: str | os.PathLike, load: Callable[[Path], T],
+                    rebuild: Callable[[], T], what: str) -> T:
+    """``load(path)`` when the file is there and loads; otherwise ``rebuild()`` (which writes
+    the file again, e.g. with :func:`write_sealed`). A file that does not load is set aside
+    with one line ("<what> <path> is damaged (...): set aside as ...; rebuilt")."""
+    path = Path(path)
+    if path.exists():
+        try:
+            return load(path)
+        except MemoryError:
+            raise
+        except Exception as err:
+            set_aside(path, what, why_damaged(err), "rebuilt")
+    return rebuild()
+
+
+def read_json(path: str | os.PathLike, what: str, instead: str = "ignored") -> Any | None:
+    """The JSON in ``path``, or None when it is missing or damaged (then set aside, with one
+    line saying ``instead``)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as err:
+        set_aside(path, what, why_damaged(err), instead)
+        return None
