@@ -22,7 +22,7 @@ from pipeline.bench import gpu, loop, networks
 from pipeline.bench.table import table
 from pipeline.logs import quiet
 
-# Targets (issues 7 and 12): (key, comparison, bound).
+# The targets each ratio is held to: (key, comparison, bound).
 TARGETS = {"pipeline_overhead_ratio": ("<=", 1.05), "attention_speedup_vs_reference": (">=", 2.0),
            "beam5_vs_greedy_cost": ("<", 5.0), "data_headroom": (">=", 10.0)}
 PROFILES = {  # quick (default), --full, and --tiny (the smoke test)
@@ -65,50 +65,60 @@ def verdict(key: str, value: float) -> str:
     return f"{op} {bound:g}: {'met' if ok else 'MISSED'}"
 
 
-def run(profile: str, sweep: list[str] | None) -> tuple[dict, list[tuple[str, str, str]]]:
-    p = PROFILES[profile]
-    rows: list[tuple[str, str, str]] = []
-    res: dict = {"machine": machine(), "profile": profile, "time": datetime.now().isoformat()}
+Rows = list[tuple[str, str, str]]
 
+
+def overhead_section(p: dict, res: dict) -> Rows:
+    """1: a pipeline epoch against a plain PyTorch epoch, and the per-run costs."""
     over = loop.overhead(p["epoch_size"], p["epoch_repeats"])
     torch.use_deterministic_algorithms(False)  # the trainer's deterministic=true stays set
     res["pipeline_overhead_ratio"] = over["ratio"]
     res["overhead"] = over
-    rows.append(("1 pipeline overhead", f"epoch ({over['batches']} batches + val + "
-                 "checkpoint), pipeline / plain loop", f"{over['ratio']:.3f} "
-                 f"({verdict('pipeline_overhead_ratio', over['ratio'])})"))
-    rows.append(("1 pipeline overhead", "1-epoch fit with per-run costs / plain epoch",
-                 f"{over['fit_ratio']:.3f} (+{over['fixed_per_run_s']:.2f} s per run)"))
+    return [("1 pipeline overhead", f"epoch ({over['batches']} batches + val + checkpoint), "
+             "pipeline / plain loop", f"{over['ratio']:.3f} "
+             f"({verdict('pipeline_overhead_ratio', over['ratio'])})"),
+            ("1 pipeline overhead", "1-epoch fit with per-run costs / plain epoch",
+             f"{over['fit_ratio']:.3f} (+{over['fixed_per_run_s']:.2f} s per run)")]
 
-    grid = networks.throughput(p["sizes"], ("lstm", "gru"), p["repeats"])
-    res["throughput"] = grid
-    for r in grid:
-        rows.append(("2 training throughput", f"{r['variant']} {r['cell']} h{r['hidden']} "
-                     f"len{r['length']}", f"{r['seq_per_s']:.0f} seq/s"))
 
+def throughput_section(p: dict, res: dict) -> Rows:
+    """2: training sequences per second of every model family, LSTM and GRU."""
+    res["throughput"] = networks.throughput(p["sizes"], ("lstm", "gru"), p["repeats"])
+    return [("2 training throughput", f"{r['variant']} {r['cell']} h{r['hidden']} "
+             f"len{r['length']}", f"{r['seq_per_s']:.0f} seq/s") for r in res["throughput"]]
+
+
+def reference_section(p: dict, res: dict) -> Rows:
+    """3: the attention model against the tutorial-style one, step by step of the
+    optimisation; with the full profile, torch.compile of the attention step too."""
     refs = [networks.against_reference(h, n, cell, 2 * p["repeats"] - 1)
             for h, n in p["reference"] for cell in ("lstm", "gru")]
     res["reference"] = refs
     res["attention_speedup_vs_reference"] = min(r["speedup"] for r in refs)
+    rows = []
     for r in refs:
         name = f"{r['cell']} h{r['hidden']} len{r['length']}"
-        rows.append(("3 vs tutorial Bahdanau", f"{name}: keys precomputed",
-                     f"{r['keys_precomputed']:.2f}x"))
-        rows.append(("3 vs tutorial Bahdanau", f"{name}: + fused input proj/cells/output",
-                     f"{r['fast_steps']:.2f}x"))
-        rows.append(("3 vs tutorial Bahdanau", f"{name}: total (same outputs: "
-                     f"{r['same_outputs']})", f"{r['speedup']:.2f}x "
-                     f"({verdict('attention_speedup_vs_reference', r['speedup'])})"))
+        rows += [("3 vs tutorial Bahdanau", f"{name}: keys precomputed",
+                  f"{r['keys_precomputed']:.2f}x"),
+                 ("3 vs tutorial Bahdanau", f"{name}: + fused input proj/cells/output",
+                  f"{r['fast_steps']:.2f}x"),
+                 ("3 vs tutorial Bahdanau", f"{name}: total (same outputs: "
+                  f"{r['same_outputs']})", f"{r['speedup']:.2f}x "
+                  f"({verdict('attention_speedup_vs_reference', r['speedup'])})")]
     if p["compile"]:
         comp = networks.compiled_attention(*p["reference"][0], p["repeats"])
         res["torch_compile_attention"] = comp
         rows.append(("3 vs tutorial Bahdanau", "torch.compile of the attention step",
                      f"{comp['speedup']:.2f}x (compile {comp['compile_s']:.0f} s, not used)"))
+    return rows
 
+
+def decoding_section(p: dict, res: dict) -> Rows:
+    """4: greedy and beam-5 generation, batched and one at a time."""
     dec = networks.decoding(*p["sizes"][0], p["repeats"])
     res["decoding"] = dec
     res["beam5_vs_greedy_cost"] = dec["beam5_vs_greedy_cost"]
-    rows += [
+    return [
         ("4 decoding", f"greedy, batch {networks.BATCH}", f"{dec['greedy_seq_per_s']:.0f} seq/s"),
         ("4 decoding", f"beam 5, batch {networks.BATCH}", f"{dec['beam5_seq_per_s']:.0f} seq/s"),
         ("4 decoding", "beam 5 / greedy time", f"{dec['beam5_vs_greedy_cost']:.2f} "
@@ -119,12 +129,15 @@ def run(profile: str, sweep: list[str] | None) -> tuple[dict, list[tuple[str, st
          f"{dec['inference_mode_speedup']:.2f}x"),
     ]
 
-    small = [r for r in grid if r["hidden"] == p["sizes"][0][0]]
+
+def data_section(p: dict, res: dict) -> Rows:
+    """5: the data module against the fastest model's appetite; length buckets."""
+    small = [r for r in res["throughput"] if r["hidden"] == p["sizes"][0][0]]
     fastest = max(small, key=lambda r: r["seq_per_s"])["variant"]
     data = loop.data_and_buckets(p["epoch_size"], p["repeats"], fastest)
     res["data"] = data
     res["data_headroom"] = data["headroom"]
-    rows += [
+    return [
         ("5 data", f"{data['task']}: data module batches/s", f"{data['data_batches_per_s']:.0f}"),
         ("5 data", f"training batches/s ({fastest}, fastest)",
          f"{data['fastest_batches_per_s']:.1f}"),
@@ -136,21 +149,32 @@ def run(profile: str, sweep: list[str] | None) -> tuple[dict, list[tuple[str, st
          f"{data['bucket_speedup']:.2f}x"),
     ]
 
-    if sweep is not None:
-        sw = sweep_scaling(sweep)
-        res["sweep"] = sw
-        rows.append(("6 sweep", "default grid, 1 job / 2 jobs wall time", f"{sw['speedup']:.2f}x "
-                     f"({sw['jobs1_s']:.0f} s / {sw['jobs2_s']:.0f} s)"))
-    else:
-        rows.append(("6 sweep", "default grid, 1 vs 2 jobs", "not run (--sweep)"))
 
-    if torch.cuda.is_available() and profile != "tiny":
-        res["gpu"], gpu_rows = gpu.run(p["repeats"], with_g2p=profile == "full")
-        rows += gpu_rows
-    else:
-        rows.append(("7 GPU", "attention / seq2seq throughput, bf16, g2p epoch",
-                     "n/a (no GPU)" if not torch.cuda.is_available() else "not in --tiny"))
-    return res, rows
+def sweep_section(sweep: list[str] | None, res: dict) -> Rows:
+    """6: the default sweep with 1 and 2 jobs (only with ``--sweep``)."""
+    if sweep is None:
+        return [("6 sweep", "default grid, 1 vs 2 jobs", "not run (--sweep)")]
+    sw = res["sweep"] = sweep_scaling(sweep)
+    return [("6 sweep", "default grid, 1 job / 2 jobs wall time", f"{sw['speedup']:.2f}x "
+             f"({sw['jobs1_s']:.0f} s / {sw['jobs2_s']:.0f} s)")]
+
+
+def gpu_section(profile: str, p: dict, res: dict) -> Rows:
+    """7: the GPU section (``bench/gpu.py``) where CUDA is available."""
+    if not torch.cuda.is_available() or profile == "tiny":
+        return [("7 GPU", "attention / seq2seq throughput, bf16, g2p epoch",
+                 "n/a (no GPU)" if not torch.cuda.is_available() else "not in --tiny")]
+    res["gpu"], rows = gpu.run(p["repeats"], with_g2p=profile == "full")
+    return rows
+
+
+def run(profile: str, sweep: list[str] | None) -> tuple[dict, Rows]:
+    """Every section in turn: the results (``latest.json``) and the table's rows."""
+    p = PROFILES[profile]
+    res: dict = {"machine": machine(), "profile": profile, "time": datetime.now().isoformat()}
+    rows = overhead_section(p, res) + throughput_section(p, res) + reference_section(p, res)
+    rows += decoding_section(p, res) + data_section(p, res) + sweep_section(sweep, res)
+    return res, rows + gpu_section(profile, p, res)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -20,7 +20,7 @@ from pipeline.bench.table import table
 from pipeline.bench.timing import compare
 
 ROOT = Path(__file__).resolve().parents[2]
-# (hidden, length, batch, precision) of the targets.
+# The sizes the GPU section measures: (hidden, length, batch, precision).
 SETTINGS = [(512, 50, 64, "fp32"), (512, 50, 256, "fp32"), (512, 50, 256, "bf16")]
 
 

@@ -42,7 +42,7 @@ def test_gpu_command_composes_and_validates_on_a_cpu(compose_cfg, name):
 
 
 def test_a_removed_key_fails_the_dry_run(compose_cfg):
-    """What the bench once did: overriding a key the config no longer has."""
+    """An override of a key the config does not have fails the dry run."""
     from hydra.errors import ConfigCompositionException
 
     with pytest.raises(ConfigCompositionException):
