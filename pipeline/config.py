@@ -113,6 +113,30 @@ class CO2DataConfig(DataConfig):
     relative: bool = True
 
 
+@dataclass
+class FilesDataConfig(DataConfig):
+    """The user's own files (``pipeline/data/tasks/files.py``); sizes are caps."""
+
+    task: str = "files"
+    train: Any = None  # a file, or a [source, target] pair of line-aligned text files
+    val: Any = None  # null (with test null): split train by a hash of the source
+    test: Any = None
+    format: str = "auto"
+    header: bool = True
+    source: Any = "source"  # column or field name; a 0-based position without a header
+    target: Any = "target"
+    tokenizer: str = "chars"
+    source_tokenizer: str | None = None
+    target_tokenizer: str | None = None
+    subword_vocab_size: int = 8000
+    min_freq: int = 1
+    max_vocab_size: int | None = None
+    max_len: int = 200
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05
+    split_salt: str = "split"
+
+
 DATA_SCHEMAS = {
     "data_schema": DataConfig,
     "synthetic_schema": SyntheticDataConfig,
@@ -120,6 +144,7 @@ DATA_SCHEMAS = {
     "vectors_schema": VectorsDataConfig,
     "g2p_schema": G2PDataConfig,
     "co2_schema": CO2DataConfig,
+    "files_schema": FilesDataConfig,
 }
 
 

@@ -1,15 +1,28 @@
-"""Symbols in, symbols out: decode source sequences with a trained model and its
-vocabularies (the report's samples and heatmaps, and ``pipeline.predict``)."""
+"""Decode with a trained model: symbol sequences in, symbols and attention out (the
+report's samples and heatmaps), and :class:`Translator`, texts in, texts out (predicting
+and serving)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.data.vocab import Vocab
+from pipeline.data.tokenize import TOKENIZER_FILE, TextCodec, load_tokenizers
+from pipeline.data.vocab import (
+    PAD,
+    SPECIALS,
+    VOCAB_FILE,
+    Vocab,
+    load_vocabularies,
+    vocabularies_json,
+)
 from pipeline.models import EncoderDecoder
+
+NET_FILE, WEIGHTS_FILE = "net.json", "weights.pt"
 
 
 @dataclass
@@ -42,3 +55,82 @@ def decode(
         out.append(Decoded(source, None if targets is None else targets[i], prediction,
                            attention))
     return out
+
+
+class InputError(ValueError):
+    """An input a model cannot decode: empty, or (``unknown="error"``) with symbols outside
+    its vocabulary; says which and what would be right."""
+
+
+class Translator:
+    """Texts in, texts out: a trained network, each side's :class:`TextCodec`, and the
+    longest output it may write. Inputs are decoded in batches of similar length.
+
+    Saved as files in one folder (:meth:`save`, :meth:`load`): the network's settings
+    (``net.json``) and weights (``weights.pt``), ``vocabularies.json`` and, for a model of
+    text files, ``tokenizers.json``; without it both sides are whitespace-separated symbols.
+    """
+
+    def __init__(self, net: EncoderDecoder, source: TextCodec, target: TextCodec,
+                 max_len: int, settings: dict | None = None):
+        self.net, self.source, self.target = net.eval(), source, target
+        self.max_len, self.settings = max_len, settings
+
+    def check(self, texts: list[str], unknown: str = "error") -> None:
+        """Refuse empty texts and (``unknown="error"``) symbols outside the vocabulary."""
+        if not texts:
+            raise InputError("no inputs: give one or more texts")
+        empty = [i for i, t in enumerate(texts) if not self.source.tokens(str(t))]
+        if empty:
+            raise InputError(f"input {empty[0] + 1} of {len(texts)} is empty; every input "
+                             "needs at least one symbol")
+        if unknown != "unk":
+            missing = list(dict.fromkeys(s for t in texts for s in self.source.unknown(t)))
+            if missing:
+                known = " ".join(self.source.vocab.itos[len(SPECIALS):])
+                raise InputError(f"symbols outside the model's vocabulary: {' '.join(missing)}"
+                                 f" (it knows: {known}); unknown=unk reads them as <unk>")
+
+    @torch.inference_mode()
+    def translate(self, texts: list[str], beam_size: int = 1,
+                  batch_size: int = 256) -> list[str]:
+        """Each text's prediction, in order (greedy, or beam search with ``beam_size``)."""
+        ids = [self.source.encode(t) for t in texts]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: list[str] = [""] * len(ids)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            rows = [torch.tensor(ids[i]) for i in chunk]
+            src = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=PAD)
+            lengths = torch.tensor([len(r) for r in rows])
+            gen = self.net.generate(src, lengths, max_len=self.max_len, beam_size=beam_size)
+            for i, row in zip(chunk, gen.sequences.tolist(), strict=True):
+                out[i] = self.target.decode(row)
+        return out
+
+    def save(self, folder: Path, tokenizers: dict | None) -> dict[str, Path]:
+        """Write the model's files into ``folder``; returns them by name."""
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {"net": folder / NET_FILE, "weights": folder / WEIGHTS_FILE,
+                 "vocabularies": folder / VOCAB_FILE}
+        files["net"].write_text(json.dumps({"net": self.settings, "max_len": self.max_len}))
+        torch.save(self.net.state_dict(), files["weights"])
+        files["vocabularies"].write_text(json.dumps(
+            vocabularies_json(self.source.vocab, self.target.vocab)))
+        if tokenizers is not None:
+            files["tokenizers"] = folder / TOKENIZER_FILE
+            files["tokenizers"].write_text(json.dumps(tokenizers))
+        return files
+
+    @classmethod
+    def load(cls, files: dict[str, str]) -> Translator:
+        """The model :meth:`save` wrote (``files`` by name, ``tokenizers`` optional)."""
+        from hydra.utils import instantiate
+
+        settings = json.loads(Path(files["net"]).read_text())
+        net = instantiate(settings["net"], _convert_="all")
+        net.load_state_dict(torch.load(files["weights"], map_location="cpu", weights_only=True))
+        vocabs = load_vocabularies(Path(files["vocabularies"]))
+        tokenizers = load_tokenizers(files.get("tokenizers"))
+        return cls(net, TextCodec(tokenizers[0], vocabs[0]), TextCodec(tokenizers[1], vocabs[1]),
+                   settings["max_len"], settings["net"])

@@ -139,3 +139,48 @@ class MeanAbsoluteScaledError(Ratio):
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         self.num += (pred - target).abs().sum() / self.scale
         self.den += target.numel()
+
+
+class CharacterErrorRate(Ratio):
+    """Character edit distance of each predicted text to its closest reference text, over
+    that reference's length (rapidfuzz)."""
+
+    def update(self, hypotheses: list[str], references: list[list[str]]) -> None:
+        for hyp, refs in zip(hypotheses, references, strict=True):
+            distance, length = min((Levenshtein.distance(hyp, r), len(r)) for r in refs)
+            self.num += distance
+            self.den += length
+
+
+class CorpusText:
+    """A stage's predicted and reference texts, scored at its end with sacrebleu's corpus
+    BLEU and chrF (every example's references; examples with fewer are padded with None,
+    which sacrebleu skips). Strings cannot travel in torchmetrics' states: under DDP the
+    module gathers :attr:`pairs` from every rank first."""
+
+    def __init__(self):
+        self.pairs: list[tuple[str, list[str]]] = []
+
+    def update(self, hypotheses: list[str], references: list[list[str]]) -> None:
+        self.pairs += zip(hypotheses, references, strict=True)
+
+    def compute(self) -> dict[str, float]:
+        from sacrebleu.metrics import BLEU, CHRF
+
+        if not self.pairs:
+            return {}
+        hyps = [h for h, _ in self.pairs]
+        most = max(len(r) for _, r in self.pairs)
+        streams = [[r[i] if i < len(r) else None for _, r in self.pairs] for i in range(most)]
+        return {"bleu": BLEU().corpus_score(hyps, streams).score,
+                "chrf": CHRF().corpus_score(hyps, streams).score}
+
+    def reset(self) -> None:
+        self.pairs = []
+
+
+def sentence_chrf(hypothesis: str, references: list[str]) -> float:
+    """sacrebleu's sentence chrF of one prediction, in [0, 1]."""
+    from sacrebleu import sentence_chrf as chrf
+
+    return chrf(hypothesis, references).score / 100

@@ -16,19 +16,25 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError
 from torchmetrics.aggregation import CatMetric
 
 from pipeline.accel import DecoderGraphs
-from pipeline.data import Batch, DataSpec
+from pipeline.data import Batch, DataSpec, Vocab
+from pipeline.data.tokenize import TextCodec, from_json
 from pipeline.metrics import (
     BucketedSequenceAccuracy,
+    CharacterErrorRate,
+    CorpusText,
     ErrorRate,
     MeanAbsoluteScaledError,
     SequenceAccuracy,
     TokenAccuracy,
     WordErrorRate,
+    sentence_chrf,
     sequence_correct,
 )
 from pipeline.models import EncoderDecoder
 
 STAGES = ("val", "test")
+# Metrics scored on whole texts (the user's files), not on ids.
+TEXT_METRICS = ("bleu", "chrf")
 # Token models may decode this many steps past the longest training target.
 DECODE_MARGIN = 5
 BUCKETS = 5  # input-length buckets of test/seq_acc/len_* unless eval.bucket_width says
@@ -51,7 +57,10 @@ class Seq2SeqModule(L.LightningModule):
     truth) and score free-running decodes: greedy, or beam search with ``beam_size`` > 1.
     Token tasks log ``{stage}/token_acc`` and ``{stage}/seq_acc`` (any reference counts
     where a task has several), plus ``per``/``wer`` with references, and the test sequence
-    accuracy per source-length bucket (``test/seq_acc/len_01-05``, ...). Vector tasks log
+    accuracy per source-length bucket (``test/seq_acc/len_01-05``, ...). Tasks read from
+    text files (``text``: the target symbols and tokenizer) score the predicted texts too:
+    ``cer`` (character error rate), and sacrebleu's corpus ``bleu`` and ``chrf``, against
+    every reference text. Vector tasks log
     ``{stage}/mse`` and ``{stage}/mae``, plus ``mase`` and the seasonal-naive baseline's
     ``mase_naive`` where the task has one.
 
@@ -75,11 +84,15 @@ class Seq2SeqModule(L.LightningModule):
         cuda_graphs: bool = False,
         label_smoothing: float = 0.0,
         graph_pad_to: int = 8,
+        text: dict | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.net: EncoderDecoder = instantiate(net, _convert_="all")
         self.tokens = self.net.kind == "tokens"
+        self.codec = None if text is None else TextCodec(
+            from_json(text["tokenizer"]), Vocab.from_itos(text["symbols"]))
+        self.texts = {stage: CorpusText() for stage in STAGES}
         self.metrics = torch.nn.ModuleDict({stage: self._metrics() for stage in STAGES})
         self.buckets = (
             BucketedSequenceAccuracy(max_source_len, bucket_width, self.net.pad_id)
@@ -115,12 +128,14 @@ class Seq2SeqModule(L.LightningModule):
             cuda_graphs=cfg.accel.cuda_graphs,
             label_smoothing=cfg.get("label_smoothing", 0.0),
             graph_pad_to=cfg.accel.get("pad_to", 8),
+            text=spec.text,
         )
 
     @property
     def monitorable(self) -> set[str]:
         """The validation metrics this module logs (what a checkpoint may monitor)."""
-        return {"val/loss", *(f"val/{name}" for name in self.metrics["val"])}
+        text = TEXT_METRICS if self.codec is not None else ()
+        return {"val/loss", *(f"val/{name}" for name in [*self.metrics["val"], *text])}
 
     def on_fit_start(self) -> None:
         if not self.hparams.cuda_graphs or self.device.type != "cuda":
@@ -135,8 +150,10 @@ class Seq2SeqModule(L.LightningModule):
         pad = self.net.pad_id
         if self.tokens:
             metrics = {"token_acc": TokenAccuracy(pad), "seq_acc": SequenceAccuracy(pad)}
-            if self.hparams.references:
+            if self.hparams.references and self.hparams.text is None:
                 metrics.update(per=ErrorRate(pad, self.net.eos_id), wer=WordErrorRate(pad))
+            if self.hparams.text is not None:
+                metrics.update(cer=CharacterErrorRate())
         else:
             metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}
             if self.hparams.mase_scale:
@@ -173,8 +190,14 @@ class Seq2SeqModule(L.LightningModule):
         self.log(f"{stage}/loss", self.loss(scored.outputs, target), sync_dist=True,
                  batch_size=size)
         pred = self.decode(batch)
+        texts = None
+        if self.codec is not None:
+            texts = [self.codec.decode(row) for row in pred.tolist()]
+            self.texts[stage].update(texts, batch.texts)
         for name, metric in self.metrics[stage].items():
-            if not self.tokens:
+            if name == "cer":
+                metric.update(texts, batch.texts)
+            elif not self.tokens:
                 metric.update(batch.baseline if name == "mase_naive" else pred, target)
             else:
                 metric.update(pred, target, batch.refs)
@@ -183,26 +206,56 @@ class Seq2SeqModule(L.LightningModule):
             self.buckets.update(pred, target, batch.refs, batch.src_lengths)
         if stage == "test":
             self.examples["index"].update(batch.index)
-            self.examples["score"].update(self.example_scores(pred, batch))
+            self.examples["score"].update(self.example_scores(pred, batch, texts))
 
-    def example_scores(self, pred: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Each test example's score: 1/0 sequence right (tokens), its squared error
-        (vectors); a sweep compares candidates example by example with them."""
+    @property
+    def example_score(self) -> str:
+        """What each test example's score is: ``chrf`` (sentence chrF) where a text metric
+        is monitored, else ``exact`` (1/0 sequence right) or ``squared_error`` (vectors)."""
+        if not self.tokens:
+            return "squared_error"
+        monitored = self.hparams.monitor.rsplit("/", 1)[-1]
+        return "chrf" if self.codec is not None and monitored in TEXT_METRICS else "exact"
+
+    def example_scores(self, pred: torch.Tensor, batch: Batch,
+                       texts: list[str] | None = None) -> torch.Tensor:
+        """Each test example's score (:attr:`example_score`); a sweep compares candidates
+        example by example with them."""
+        if self.example_score == "chrf":
+            return torch.tensor([sentence_chrf(h, refs) for h, refs in
+                                 zip(texts, batch.texts, strict=True)], device=pred.device)
         if self.tokens:
             refs = batch.tgt if batch.refs is None else batch.refs
             return sequence_correct(pred, refs, self.net.pad_id).float()
         return (pred - batch.tgt).square().flatten(1).mean(1)
 
+    def log_texts(self, stage: str) -> None:
+        """sacrebleu's corpus scores of the stage's texts, gathered from every rank."""
+        pairs = self.texts[stage].pairs
+        if self.trainer.world_size > 1:
+            everyone = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(everyone, pairs)
+            self.texts[stage].pairs = [p for rank in everyone for p in rank]
+        scores = self.texts[stage].compute()
+        self.texts[stage].reset()
+        for name, value in scores.items():
+            self.log(f"{stage}/{name}", value)
+
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
 
     def on_validation_epoch_end(self) -> None:
-        """``time/epoch_s``: the epoch's wall time, training and validation."""
+        """Text scores, and ``time/epoch_s``: the epoch's wall time, training and
+        validation."""
+        if self.codec is not None:
+            self.log_texts("val")
         if self._epoch_start is not None and not self.trainer.sanity_checking:
             self.log("time/epoch_s", time.perf_counter() - self._epoch_start)
             self._epoch_start = None
 
     def on_test_epoch_end(self) -> None:
+        if self.codec is not None:
+            self.log_texts("test")
         if self.buckets is not None:
             self.log_dict({f"test/seq_acc/{k}": v for k, v in self.buckets.compute().items()})
             self.buckets.reset()

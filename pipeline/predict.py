@@ -2,11 +2,16 @@
 
     python -m pipeline.predict model_uri=models:/seq2seq-reverse@champion \\
         'inputs=["1 2 3 4", "7 7 1"]' eval.beam_size=5
+    python -m pipeline.predict model_uri=models:/seq2seq-files@champion inputs_file=words.txt
+    cat words.txt | python -m pipeline.predict model_uri=... inputs_file=-
 
-Inputs are space-separated source symbols; the vocabularies travel with the logged model.
-A model that does not exist, an empty input or symbols outside the model's vocabulary stop
-in one line (exit status 2) saying what would be right; ``unknown=unk`` reads unknown
-symbols as ``<unk>`` on purpose.
+Inputs come from the command line or a file (``-``: standard input), one per line, and are
+split as the model's training split them (its tokenizers travel with it; the built-in tasks
+take space-separated symbols). Each prints one line, ``source<TAB>prediction``, in order;
+they are decoded in batches of ``batch_size``. A model that does not exist, a file that
+cannot be read, an empty input or symbols outside the model's vocabulary stop in one line
+(exit status 2) saying what would be right; ``unknown=unk`` reads unknown symbols as
+``<unk>`` on purpose.
 """
 
 from __future__ import annotations
@@ -19,23 +24,36 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import ConfigError
-from pipeline.data.vocab import SPECIALS, VOCAB_FILE, Vocab, load_vocabularies
-from pipeline.decode import decode
+from pipeline.data.tokenize import TextCodec, load_tokenizers
+from pipeline.data.vocab import VOCAB_FILE, load_vocabularies
+from pipeline.decode import InputError, Translator
+from pipeline.errors import ConfigError, DataFileError
+from pipeline.files import DamagedFile
 from pipeline.logs import quiet
-from pipeline.models import EncoderDecoder
 from pipeline.tracking.store import StoreError, open_store, sqlite_path
 
 log = logging.getLogger(__name__)
+LEGACY_MAX_LEN = 50  # decoding steps of a PyTorch-flavour model, which does not record it
 
 
-def load(model_uri: str) -> tuple[EncoderDecoder, tuple[Vocab, Vocab]]:
-    """A logged model and its vocabularies from any MLflow model URI."""
+def load(model_uri: str, max_len: int | None) -> Translator:
+    """A logged token model from any MLflow model URI: the pyfunc text model, or a PyTorch
+    model with its vocabularies (whitespace-separated symbols; ``max_len`` or 50 steps)."""
     import mlflow
 
     local = Path(mlflow.artifacts.download_artifacts(model_uri))
-    net = mlflow.pytorch.load_model(str(local))
-    return net.eval(), load_vocabularies(next(local.rglob(VOCAB_FILE)))
+    flavors = mlflow.models.Model.load(str(local)).flavors
+    if "pytorch" not in flavors:
+        translator = mlflow.pyfunc.load_model(str(local)).unwrap_python_model().translator
+    else:
+        net = mlflow.pytorch.load_model(str(local))
+        vocabs = load_vocabularies(next(local.rglob(VOCAB_FILE)))
+        source, target = load_tokenizers(None)
+        translator = Translator(net, TextCodec(source, vocabs[0]), TextCodec(target, vocabs[1]),
+                                max_len or LEGACY_MAX_LEN)
+    if max_len:
+        translator.max_len = max_len
+    return translator
 
 
 def registered_models(tracking_uri: str) -> str:
@@ -72,22 +90,19 @@ def check_model_uri(tracking_uri: str, model_uri: str) -> None:
                           f"this store has: {registered_models(tracking_uri)}") from None
 
 
-def sources(cfg: DictConfig, vocab: Vocab) -> list[list[str]]:
-    """The inputs as symbol lists, each non-empty and, unless ``unknown=unk``, known."""
-    inputs = OmegaConf.to_object(cfg.inputs) if OmegaConf.is_config(cfg.inputs) else cfg.inputs
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    split = [str(s).split() for s in inputs]
-    if not split or not all(split):
-        raise ConfigError("inputs", inputs, "one or more non-empty inputs of space-separated "
-                          "symbols, e.g. 'inputs=[\"1 2 3\"]'")
-    unknown = vocab.unknown(s for seq in split for s in seq)
-    if unknown and cfg.unknown != "unk":
-        known = " ".join(vocab.itos[len(SPECIALS):])
-        raise ConfigError("inputs", inputs, f"symbols outside the model's vocabulary: "
-                          f"{' '.join(unknown)} (it knows: {known}); unknown=unk reads them "
-                          "as <unk>")
-    return split
+def inputs(cfg: DictConfig) -> tuple[str, list[str]]:
+    """The setting the inputs came from and the inputs: ``inputs_file`` (one per line; ``-``
+    standard input) or the ``inputs`` list."""
+    if cfg.get("inputs_file"):
+        name = cfg.inputs_file
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataFileError("inputs_file", name, f"cannot be read as UTF-8 text: "
+                                f"{getattr(err, 'strerror', None) or err}") from None
+        return "inputs_file", text.splitlines()
+    given = OmegaConf.to_object(cfg.inputs) if OmegaConf.is_config(cfg.inputs) else cfg.inputs
+    return "inputs", [given] if isinstance(given, str) else [str(x) for x in given]
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
@@ -106,10 +121,17 @@ def main(cfg: DictConfig) -> None:
         open_store(cfg.tracking_uri)
         mlflow.set_tracking_uri(cfg.tracking_uri)
         check_model_uri(cfg.tracking_uri, cfg.model_uri)
-        net, vocabs = load(cfg.model_uri)
-        for d in decode(net, sources(cfg, vocabs[0]), vocabs, cfg.max_len, cfg.eval.beam_size):
-            print(" ".join(d.source), "->", " ".join(d.prediction))
-    except (ConfigError, StoreError) as err:
+        translator = load(cfg.model_uri, cfg.max_len)
+        key, texts = inputs(cfg)
+        try:
+            translator.check(texts, cfg.unknown)
+        except InputError as err:
+            shown = cfg.inputs_file if key == "inputs_file" else texts
+            raise ConfigError(key, shown, str(err)) from None
+        predictions = translator.translate(texts, cfg.eval.beam_size, cfg.batch_size)
+        for text, prediction in zip(texts, predictions, strict=True):
+            print(f"{text}\t{prediction}")
+    except (ConfigError, StoreError, DamagedFile) as err:  # a model's damaged file too
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log.error("%s", err)

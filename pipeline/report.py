@@ -1,7 +1,8 @@
 """The end-of-training report, a Lightning callback (``conf/callbacks/report.yaml``).
 
 After ``fit``: the best checkpoint's monitored value as ``best/<monitor>``. After ``test``
-(which ran on the best checkpoint's weights): the model with its vocabularies, every test
+(which ran on the best checkpoint's weights): the model (for token tasks a pyfunc model,
+texts in and out, ``pipeline/serving.py``), every test
 example's score (``test_examples.json``, which a sweep compares candidates with), a sample table
 of the first test examples decoded, attention heatmaps of a few of them, and the test
 accuracy by input length. Only the global-zero rank logs.
@@ -16,8 +17,9 @@ from importlib.metadata import version
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from pipeline.data.vocab import VOCAB_FILE, vocabularies_json
-from pipeline.decode import decode
+from pipeline.data.tokenize import TextCodec, from_json, load_tokenizers
+from pipeline.decode import Translator, decode
+from pipeline.serving import log_text_model
 from pipeline.tracking import artifacts, plots
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,14 @@ class Report(Callback):
 
     def __init__(self, examples: int = 50, heatmaps: int = 4):
         self.examples, self.heatmaps = examples, heatmaps
+
+    @staticmethod
+    def translator(net, vocabs, tokenizers: dict | None, hparams) -> Translator:
+        """The trained network with its codecs, as predicting and serving load it."""
+        source, target = load_tokenizers(None) if tokenizers is None else (
+            from_json(tokenizers["source"]), from_json(tokenizers["target"]))
+        return Translator(net, TextCodec(source, vocabs[0]), TextCodec(target, vocabs[1]),
+                          hparams.max_decode_len, hparams.net)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         checkpoint = trainer.checkpoint_callback
@@ -45,28 +55,36 @@ class Report(Callback):
         datamodule, hparams = trainer.datamodule, pl_module.hparams
         net = copy.deepcopy(pl_module.net).cpu().eval()
         vocabs = datamodule.vocabs
-        extra = None if vocabs is None else {VOCAB_FILE: vocabularies_json(*vocabs)}
         requirements = [f"{p}=={version(p)}" for p in ("torch", "seq2seq-pipeline")]
-        artifacts.log_model(trainer.logger.tracking_uri, run_id, net, requirements, extra)
+        test = datamodule.dataset("test")
+        if vocabs is None:
+            artifacts.log_model(trainer.logger.tracking_uri, run_id, net, requirements)
+        else:
+            translator = self.translator(net, vocabs, datamodule.tokenizers, hparams)
+            source, target = translator.source.tokenizer.join, translator.target.tokenizer.join
+            log_text_model(trainer.logger.tracking_uri, run_id, translator,
+                           datamodule.tokenizers, requirements,
+                           [source(vocabs[0].decode(test[i]["src"]))
+                            for i in range(min(3, len(test)))])
         examples = pl_module.test_examples
         if examples and len(examples["index"]):
             client.log_table(run_id, {"index": examples["index"].long().tolist(),
                                       "score": examples["score"].tolist()},
                             artifacts.TEST_EXAMPLES)
+            client.set_tag(run_id, "example_score", pl_module.example_score)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         test_metric = hparams.monitor.replace("val/", "test/")
         log.info("%s: %s", test_metric, metrics.get(test_metric))
         if vocabs is None:
             return
-        test = datamodule.dataset("test")
         rows = [test[i] for i in range(min(self.examples, len(test)))]
         examples = decode(net, [vocabs[0].decode(r["src"]) for r in rows], vocabs,
                           hparams.max_decode_len, hparams.beam_size,
                           [vocabs[1].decode(r["tgt"]) for r in rows])
         client.log_table(run_id, {
-            "input": [" ".join(e.source) for e in examples],
-            "target": [" ".join(e.target) for e in examples],
-            "prediction": [" ".join(e.prediction) for e in examples],
+            "input": [source(e.source) for e in examples],
+            "target": [target(e.target) for e in examples],
+            "prediction": [target(e.prediction) for e in examples],
             "correct": [e.prediction == e.target for e in examples],
         }, "samples.json")
         for i, e in enumerate(examples[: self.heatmaps]):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +13,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
-from pipeline.data.dataset import Batch, BucketBatchSampler, Packed, SequenceDataset, collate
+from pipeline.data.dataset import Batch, BucketBatchSampler, SequenceDataset, collate
 from pipeline.data.tasks import Task, make_task
 from pipeline.data.tasks.base import SPLITS
 from pipeline.data.vocab import Vocab
 from pipeline.files import load_or_rebuild, read_sealed, write_sealed
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 __all__ = ["Batch", "DataSpec", "Seq2SeqDataModule"]
 
 
@@ -43,6 +42,8 @@ class DataSpec:
     max_target_len: int
     has_references: bool = False
     mase_scale: float | None = None
+    # Text tasks: the target vocabulary's symbols and tokenizer, to score predictions as text.
+    text: dict | None = None
 
 
 class Seq2SeqDataModule(L.LightningDataModule):
@@ -83,6 +84,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
             "version": CACHE_VERSION, "task": self.hparams.task, "options": self.options,
             "sizes": self.sizes, "seed": self.hparams.seed,
         }
+        fingerprint = getattr(self.task, "fingerprint", None)
+        if fingerprint is not None:  # files: their content, not only their names
+            settings["content"] = fingerprint()
         blob = json.dumps(settings, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -120,22 +124,14 @@ class Seq2SeqDataModule(L.LightningDataModule):
                        "extra": split.extra}
                 for name, split in splits.items()
             }}
-        src_vocab, tgt_vocab = self.task.vocabularies(splits)
-        data = {"vocabs": (src_vocab.itos, tgt_vocab.itos), "splits": {}}
-        for name, split in splits.items():
-            entry = {
-                "src": Packed([src_vocab.encode(s) for s in split.sources]),
-                "tgt": Packed([tgt_vocab.encode(t, eos=True) for t in split.targets]),
-            }
-            if split.references is not None:
-                entry["refs"] = Packed(
-                    [tgt_vocab.encode(r, eos=True) for refs in split.references for r in refs]
-                )
-                entry["ref_offsets"] = torch.tensor(
-                    [0, *itertools.accumulate(len(refs) for refs in split.references)]
-                )
-            data["splits"][name] = entry
-        return data
+        vocabs = self.task.vocabularies(splits)
+        tokenizers = getattr(self.task, "tokenizers_json", None)
+        return {
+            "vocabs": tuple(v.itos for v in vocabs),
+            "tokenizers": None if tokenizers is None else tokenizers(),
+            "splits": {name: self.task.encode(name, split, vocabs)
+                       for name, split in splits.items()},
+        }
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
@@ -155,6 +151,11 @@ class Seq2SeqDataModule(L.LightningDataModule):
         return tuple(Vocab.from_itos(itos) for itos in self.data["vocabs"])
 
     @property
+    def tokenizers(self) -> dict | None:
+        """What ``tokenizers.json`` holds for a task read from text files, else None."""
+        return self.data.get("tokenizers")
+
+    @property
     def spec(self) -> DataSpec:
         """Sizes for the model, and what the metrics need (longest sequences, references,
         MASE scale). The longest target is taken over train only: nothing is read off test."""
@@ -163,7 +164,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
         if self.kind == "tokens":
             src, tgt = self.data["vocabs"]
             return DataSpec("tokens", len(src), len(tgt), longest_src,
-                            int(train["tgt"].lengths().max()), "refs" in train)
+                            int(train["tgt"].lengths().max()), "refs" in train,
+                            text=None if self.tokenizers is None else {
+                                "symbols": list(tgt), "tokenizer": self.tokenizers["target"]})
         extra = train.get("extra") or {}
         return DataSpec("vectors", train["src"].shape[-1], train["tgt"].shape[-1], longest_src,
                         train["tgt"].shape[1], mase_scale=extra.get("train_naive_mae"))
@@ -174,7 +177,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         baseline = extra.get("seasonal_naive")
         return SequenceDataset(
             entry["src"], entry["tgt"], entry.get("refs"), entry.get("ref_offsets"),
-            None if baseline is None else torch.as_tensor(baseline),
+            None if baseline is None else torch.as_tensor(baseline), entry.get("texts"),
         )
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:

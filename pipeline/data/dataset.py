@@ -18,7 +18,8 @@ class Batch(NamedTuple):
 
     refs: (B, R, T') every acceptable target (rows repeat the first where a sequence has
     fewer), for tasks with several right answers; baseline: (B, T, D) a reference forecast
-    (co2's seasonal naive). Both None where the task has none.
+    (co2's seasonal naive); texts: every acceptable target as raw text, per example (the
+    user's files, scored with text metrics). Each None where the task has none.
     """
 
     src: torch.Tensor
@@ -27,6 +28,7 @@ class Batch(NamedTuple):
     index: torch.Tensor
     refs: torch.Tensor | None = None
     baseline: torch.Tensor | None = None
+    texts: list[list[str]] | None = None
 
 
 class Packed:
@@ -35,6 +37,14 @@ class Packed:
     def __init__(self, sequences: list[list[int]]):
         self.offsets = torch.tensor([0, *itertools.accumulate(len(x) for x in sequences)])
         self.values = torch.tensor([i for x in sequences for i in x], dtype=torch.long)
+
+    @classmethod
+    def from_arrays(cls, values: torch.Tensor, lengths: torch.Tensor) -> Packed:
+        """The sequences that lie one after another in ``values``, ``lengths`` long."""
+        packed = cls.__new__(cls)
+        packed.values = values.long()
+        packed.offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.long().cumsum(0)])
+        return packed
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -48,11 +58,12 @@ class Packed:
 
 class SequenceDataset(Dataset):
     """One split: sources and targets (Packed ids or stacked floats), optional references
-    (Packed, ``ref_offsets`` grouping them per example) and baselines."""
+    (Packed, ``ref_offsets`` grouping them per example), baselines and reference texts."""
 
-    def __init__(self, src, tgt, refs: Packed | None = None, ref_offsets=None, baseline=None):
+    def __init__(self, src, tgt, refs: Packed | None = None, ref_offsets=None, baseline=None,
+                 texts: list[list[str]] | None = None):
         self.src, self.tgt, self.refs, self.ref_offsets = src, tgt, refs, ref_offsets
-        self.baseline = baseline
+        self.baseline, self.texts = baseline, texts
 
     def __len__(self) -> int:
         return len(self.src)
@@ -64,6 +75,8 @@ class SequenceDataset(Dataset):
             item["refs"] = [self.refs[j] for j in range(lo, hi)]
         if self.baseline is not None:
             item["baseline"] = self.baseline[i]
+        if self.texts is not None:
+            item["texts"] = self.texts[i]
         return item
 
     def source_lengths(self) -> torch.Tensor:
@@ -132,4 +145,5 @@ def collate(items: list[dict]) -> Batch:
         torch.tensor([x["index"] for x in items]),
         refs,
         baseline,
+        [x["texts"] for x in items] if "texts" in items[0] else None,
     )

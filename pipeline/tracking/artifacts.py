@@ -8,12 +8,15 @@ import logging
 import tempfile
 import time
 import traceback
+import warnings
 from importlib.metadata import distributions
 from pathlib import Path
 
 import mlflow
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from mlflow import MlflowClient
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -45,13 +48,21 @@ def log_config(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
 def log_datasets(client: MlflowClient, run_id: str, task: str, splits: dict) -> None:
     """Each split as an MLflow dataset input (name, digest, size), context = split name.
 
-    ``splits`` maps a split name to (sources, targets) numpy arrays. Parallel jobs log the
+    ``splits`` maps a split name to (sources, targets) numpy arrays, or, for data read from
+    files, to ``{"paths": [...], "digest": ...}``: the dataset's source is then its file
+    (the source file of a pair) and its digest that of the content. Parallel jobs log the
     same new datasets at once; on PostgreSQL MLflow's check-then-insert then fails for one
     of them with a unique violation (a 400, not retried by its client): try again, and the
     second attempt finds the dataset and links it."""
     inputs = []
-    for name, (sources, targets) in splits.items():
-        dataset = mlflow.data.from_numpy(sources, targets=targets, name=f"{task}-{name}")
+    for name, split in splits.items():
+        if isinstance(split, dict):
+            with warnings.catch_warnings():  # a local path reads as two kinds of local source
+                warnings.simplefilter("ignore")
+                source = resolve_dataset_source(split["paths"][0])
+            dataset = MetaDataset(source, name=f"{task}-{name}", digest=split["digest"])
+        else:
+            dataset = mlflow.data.from_numpy(split[0], targets=split[1], name=f"{task}-{name}")
         inputs.append(DatasetInput(dataset._to_mlflow_entity(),
                                    [InputTag(MLFLOW_DATASET_CONTEXT, name)]))
     for attempt in range(DATASET_ATTEMPTS):

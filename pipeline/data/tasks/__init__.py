@@ -6,6 +6,7 @@ from pipeline.data.tasks.arithmetic import Addition
 from pipeline.data.tasks.base import Task, TokenSplit, TokenTask, VectorSplit, VectorTask
 from pipeline.data.tasks.co2 import CO2
 from pipeline.data.tasks.dates import Dates
+from pipeline.data.tasks.files import Files
 from pipeline.data.tasks.g2p import G2P
 from pipeline.data.tasks.synthetic import Copy, Reverse, Sort
 from pipeline.data.tasks.vectors import Vectors
@@ -19,6 +20,7 @@ TASKS: dict[str, type[Task]] = {
     "vectors": Vectors,
     "g2p": G2P,
     "co2": CO2,
+    "files": Files,
 }
 
 

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+import torch
 
+from pipeline.data.dataset import Packed
 from pipeline.data.vocab import Vocab
 
 SPLITS = ("train", "val", "test")
+
+
+def split_rank(text: str, salt: str) -> float:
+    """A fixed pseudo-random number in [0, 1) for ``text``: its salted BLAKE2b hash
+    (``salt`` at most 16 bytes). Splits cut by it keep equal texts together."""
+    digest = hashlib.blake2b(text.encode(), digest_size=8, salt=salt.encode()).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 @dataclass
@@ -56,6 +67,23 @@ class TokenTask(Task):
         src = sorted({s for seq in train.sources for s in seq})
         tgt = sorted({s for seq in train.targets for s in seq})
         return Vocab(src), Vocab(tgt)
+
+    def encode(self, name: str, split: TokenSplit, vocabs: tuple[Vocab, Vocab]) -> dict:
+        """A split as ids: ``src``, ``tgt`` (EOS-terminated) and, where the task has them,
+        every reference (``refs``, grouped per example by ``ref_offsets``)."""
+        src_vocab, tgt_vocab = vocabs
+        entry = {
+            "src": Packed([src_vocab.encode(s) for s in split.sources]),
+            "tgt": Packed([tgt_vocab.encode(t, eos=True) for t in split.targets]),
+        }
+        if split.references is not None:
+            entry["refs"] = Packed(
+                [tgt_vocab.encode(r, eos=True) for refs in split.references for r in refs]
+            )
+            entry["ref_offsets"] = torch.tensor(
+                [0, *itertools.accumulate(len(refs) for refs in split.references)]
+            )
+        return entry
 
 
 class VectorTask(Task):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from functools import cache
 
-from pipeline.data.tasks.base import SPLITS, TokenSplit, TokenTask
+from pipeline.data.tasks.base import SPLITS, TokenSplit, TokenTask, split_rank
 from pipeline.data.vocab import Vocab
 
-SALT = b"g2p-split"
+SALT = "g2p-split"
 WORD = re.compile(r"[a-z']*[a-z][a-z']*")
 STRESS = re.compile(r"[012]")
 LETTERS = list("abcdefghijklmnopqrstuvwxyz'")
@@ -17,8 +16,7 @@ LETTERS = list("abcdefghijklmnopqrstuvwxyz'")
 
 def word_rank(word: str) -> float:
     """A fixed pseudo-random number in [0, 1) for ``word``."""
-    digest = hashlib.blake2b(word.encode(), digest_size=8, salt=SALT).digest()
-    return int.from_bytes(digest, "big") / 2**64
+    return split_rank(word, SALT)
 
 
 @cache
