@@ -51,24 +51,40 @@ class Parts:
 
 
 def settle(cfg: DictConfig) -> None:
-    """Validate, check this machine and the store's address, fill the monitored metric by
-    the task's kind and the progress bar by the terminal, and set torch's threads (and the
-    fp32 matmul precision on a GPU)."""
+    """Check the settings, this machine and the store's address; then fill what depends on
+    the task and the terminal, and set up torch for this process."""
     validate(cfg)
     check_environment(cfg)
     check_tracking_uri(cfg.logger.tracking_uri)
+    fill_monitor(cfg)
+    fill_progress_bar(cfg)
+    set_up_torch(cfg)
+
+
+def fill_monitor(cfg: DictConfig) -> None:
+    """The monitored metric and its direction, where unset, by the task's kind: sequence
+    accuracy for token tasks, the loss for vector tasks."""
     tokens = TASKS[cfg.data.task].kind == "tokens"
     with open_dict(cfg):
         cfg.monitor = cfg.monitor or ("val/seq_acc" if tokens else "val/loss")
         cfg.monitor_mode = cfg.monitor_mode or ("max" if tokens else "min")
+
+
+def fill_progress_bar(cfg: DictConfig) -> None:
+    """Lightning's progress bar, where unset: in a terminal, and not under parallel jobs."""
+    if cfg.trainer.get("enable_progress_bar") is None:
+        with open_dict(cfg):
+            cfg.trainer.enable_progress_bar = sys.stderr.isatty() and not parallel_jobs()
+
+
+def set_up_torch(cfg: DictConfig) -> None:
+    """torch's threads (``threads``, or this job's share of the cores under parallel jobs)
+    and, on a GPU, the fp32 matmul precision."""
     threads = cfg.get("threads")
     if threads is None and parallel_jobs() > 1:  # share the cores among joblib jobs
         threads = max(1, (os.cpu_count() or 1) // parallel_jobs())
     if threads:
         torch.set_num_threads(threads)
-    if cfg.trainer.get("enable_progress_bar") is None:
-        with open_dict(cfg):
-            cfg.trainer.enable_progress_bar = sys.stderr.isatty() and not parallel_jobs()
     if str(cfg.trainer.accelerator) in ("gpu", "cuda"):
         torch.set_float32_matmul_precision(cfg.accel.matmul_precision)
 

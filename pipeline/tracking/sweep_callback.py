@@ -83,8 +83,6 @@ class MLflowSweepCallback(Callback):
     """See the module docstring. Hydra makes it for every run, sweep or not: MLflow is only
     imported once a multirun starts."""
 
-    failed_jobs = 0  # of the last sweep in this process: its exit status (pipeline.train)
-
     def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None):
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
@@ -154,8 +152,6 @@ class MLflowSweepCallback(Callback):
             return
         from mlflow import MlflowClient
 
-        from pipeline.tracking import sweep_report
-
         client = MlflowClient(self.tracking_uri)
         runs = child_runs(client, self.experiment_id, self.parent_id)
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -165,21 +161,38 @@ class MLflowSweepCallback(Callback):
         # Jobs that left neither a run nor a record (a full disk before either) count too.
         finished = sum(r.info.status == "FINISHED" for r in runs)
         missing = (self.total * self.seeds - finished - len(failed)) if self.total else 0
-        MLflowSweepCallback.failed_jobs = len(failed) + max(0, missing)
+        failed_jobs = len(failed) + max(0, missing)
+        try:
+            failed_jobs = self._report(client, runs, sweep_dir, failed_jobs)
+        except Exception:
+            if not failed_jobs:
+                raise  # Hydra turns it into a warning
+            log.exception("the sweep's summary failed")
+        if failed_jobs:
+            # The sweep's exit status: Hydra turns a callback's exception into a warning but
+            # lets SystemExit through, and calls on_multirun_end in reverse order, so this
+            # callback (listed first in conf/hydra/default.yaml) is the last one called.
+            raise SystemExit(1)
+
+    def _report(self, client: MlflowClient, runs: list[Run], sweep_dir: Path,
+                failed_jobs: int) -> int:
+        """The parent's report, then the parent closed (FAILED if any job failed). Returns
+        the number of failed jobs; at least 1 where a full disk cut the report short."""
+        from pipeline.tracking import sweep_report
+
         try:
             sweep_report.report(self.tracking_uri, self.parent_id, self.experiment_name, runs,
                                 sweep_dir)
-            client.set_tag(self.parent_id, "failed_jobs", str(MLflowSweepCallback.failed_jobs))
-            client.set_terminated(self.parent_id,
-                                  "FAILED" if MLflowSweepCallback.failed_jobs else "FINISHED")
+            client.set_tag(self.parent_id, "failed_jobs", str(failed_jobs))
+            client.set_terminated(self.parent_id, "FAILED" if failed_jobs else "FINISHED")
         except Exception as err:
             if not disk_full(err):
                 raise
-            MLflowSweepCallback.failed_jobs = max(1, MLflowSweepCallback.failed_jobs)
             log.error("%s: the sweep's summary is incomplete and its parent run %s may stay "
                       "RUNNING; free some space and resume it with sweep_id=%s",
                       as_disk_full(err, sweep_dir, self.tracking_uri), self.parent_id,
                       self.parent_id)
-            return
-        log.info("Sweep summary (%d runs, %d failed): %s", len(runs),
-                 MLflowSweepCallback.failed_jobs, sweep_dir / "summary.md")
+            return max(1, failed_jobs)
+        log.info("Sweep summary (%d runs, %d failed): %s", len(runs), failed_jobs,
+                 sweep_dir / "summary.md")
+        return failed_jobs
