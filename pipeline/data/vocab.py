@@ -56,6 +56,12 @@ def vocabularies_json(source: Vocab, target: Vocab) -> dict:
 
 
 def load_vocabularies(path: Path) -> tuple[Vocab, Vocab]:
-    """(source, target) vocabularies from a ``vocabularies.json``."""
-    itos = json.loads(Path(path).read_text())
-    return Vocab.from_itos(itos["source"]), Vocab.from_itos(itos["target"])
+    """(source, target) vocabularies from a ``vocabularies.json``; a file that is not whole
+    (truncated, garbage) raises :class:`pipeline.files.DamagedFile` naming it."""
+    from pipeline.files import DamagedFile, why_damaged
+
+    try:
+        itos = json.loads(Path(path).read_text())
+        return Vocab.from_itos(itos["source"]), Vocab.from_itos(itos["target"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise DamagedFile(path, why_damaged(err)) from err
