@@ -193,8 +193,13 @@ def load_tokenizers(path: Path | None) -> tuple[Tokenizer, Tokenizer]:
     tasks), whitespace-separated symbols on both sides."""
     if path is None:
         return Words(), Words()
-    spec = json.loads(Path(path).read_text())
-    return from_json(spec["source"]), from_json(spec["target"])
+    from pipeline.files import DamagedFile, why_damaged
+
+    try:  # a file that is not whole is named in one line (predict, serving)
+        spec = json.loads(Path(path).read_text())
+        return from_json(spec["source"]), from_json(spec["target"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise DamagedFile(path, why_damaged(err)) from err
 
 
 class TextCodec:

@@ -142,6 +142,18 @@ def test_damaged_vocabularies_are_named_in_one_line(tmp_path, how):
         load_vocabularies(path)
 
 
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_tokenizers_are_named_in_one_line(tmp_path, how):
+    from pipeline.data.tokenize import Words, load_tokenizers, tokenizers_json
+
+    path = tmp_path / "tokenizers.json"
+    write_json(path, tokenizers_json(Words(), Words()))
+    assert len(load_tokenizers(path)) == 2
+    damage(path, how)
+    with pytest.raises(DamagedFile, match=f"^{path} is damaged \\("):
+        load_tokenizers(path)
+
+
 @pytest.mark.slow  # makes an MLflow store: 5 s
 def test_a_damaged_sweep_hand_off_is_rebuilt_from_the_parent_run(tmp_path, caplog):
     """The hand-off file of a running sweep is damaged: a job reads its parent from the
