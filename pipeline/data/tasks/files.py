@@ -306,12 +306,10 @@ def load_table(files: SplitFiles, header: bool, columns: tuple):
             names = [str(i) for i in range(len(names))]
         import datasets
 
-        kwargs = dict(delimiter="\t" if fmt == "tsv" else ",", header=0 if header else None,
+        kwargs = dict(**csv_dialect(fmt), header=0 if header else None,
                       column_names=None if header else names, keep_default_na=False,
                       na_filter=False, skip_blank_lines=False,
                       features=datasets.Features({n: datasets.Value("string") for n in names}))
-        if fmt == "tsv":
-            kwargs["quoting"] = csv.QUOTE_NONE
         if not header:
             kwargs.pop("header")
         return load(files, path, "csv", kwargs)
@@ -352,12 +350,23 @@ def check_values(files: SplitFiles, path: Path, name: str, values: list, header:
     offset = 2 if header and files.format in ("tsv", "csv") else 1
     for i, value in enumerate(values):
         if value is None or not value.strip():
+            if files.format in ("tsv", "csv"):  # a short row reads as an empty field
+                problem, line = diagnose(path, "csv", csv_dialect(files.format))
+                if problem is not None:
+                    raise DataFileError(files.key, path, problem, line)
             what = "missing" if value is None else "empty"
             field = "the line" if name == "line" else f"{name!r}"
             line = None if files.format == "parquet" else i + offset
             raise DataFileError(files.key, path, f"{field} is {what}"
                                 + (f" (row {i + 1})" if line is None else "")
                                 + "; every source and target needs text", line)
+
+
+def csv_dialect(fmt: str) -> dict:
+    """How a TSV (no quoting: a quote is text) or CSV (quoted fields) file is split."""
+    if fmt == "tsv":
+        return {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+    return {"delimiter": ",", "quoting": csv.QUOTE_MINIMAL}
 
 
 def first_row(files: SplitFiles, path: Path) -> list[str]:
@@ -373,9 +382,7 @@ def first_row(files: SplitFiles, path: Path) -> list[str]:
     except UnicodeDecodeError as err:
         raise DataFileError(files.key, path, f"not UTF-8 (byte {raw[err.start]:#04x} at column "
                             f"{err.start + 1})", line=1) from None
-    delimiter = "\t" if files.format == "tsv" else ","
-    return next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter,
-                           quoting=csv.QUOTE_NONE if files.format == "tsv" else csv.QUOTE_MINIMAL))
+    return next(csv.reader([line.rstrip("\r\n")], **csv_dialect(files.format)))
 
 
 def diagnose(path: Path, builder: str, kwargs: dict) -> tuple[str | None, int | None]:
@@ -392,13 +399,13 @@ def diagnose(path: Path, builder: str, kwargs: dict) -> tuple[str | None, int | 
                 return (f"not UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1})",
                         number)
             if builder == "csv":
-                quoting = kwargs.get("quoting", csv.QUOTE_MINIMAL)
-                fields = next(csv.reader([line.rstrip("\r\n")], delimiter=kwargs["delimiter"],
-                                         quoting=quoting), [])
+                fields = next(csv.reader([line.rstrip("\r\n")],
+                                         delimiter=kwargs["delimiter"],
+                                         quoting=kwargs["quoting"]), [])
                 expected = len(fields) if expected is None else expected
                 if len(fields) != expected:
-                    return (f"{len(fields)} fields, expected {expected} (as on line 1)",
-                            number)
+                    found = f"{len(fields)} fields" if line.strip() else "a blank line"
+                    return f"{found}, expected {expected} fields (as on line 1)", number
             elif builder == "json" and line.strip():
                 try:
                     row = json.loads(line)
