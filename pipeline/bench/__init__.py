@@ -2,5 +2,5 @@
 
 Every comparison alternates its contenders in one process after a warm-up and reports
 medians (:mod:`pipeline.bench.timing`); the table goes to stdout and the numbers to
-``<output_dir>/bench/latest.json`` and a dated copy.
+``<output_dir>/bench/latest.json`` (the table alone in ``latest.md``) and a dated copy.
 """

@@ -206,8 +206,9 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     blob = json.dumps(res, indent=2, default=str)
     (out / "latest.json").write_text(blob)
+    (out / "latest.md").write_text(res["table"] + "\n")
     (out / f"{datetime.now():%Y-%m-%d_%H-%M-%S}.json").write_text(blob)
-    print(f"wrote {out / 'latest.json'}")
+    print(f"wrote {out / 'latest.json'} and {out / 'latest.md'}")
     return res
 
 

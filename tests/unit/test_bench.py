@@ -38,7 +38,7 @@ def test_reference_and_project_train_identically(cell):
 
 
 @pytest.mark.slow
-def test_tiny_bench_writes_the_json(tmp_path):
+def test_tiny_bench_writes_the_json_and_the_table(tmp_path):
     from pipeline.bench.__main__ import main
 
     res = main(["--tiny", "--out", str(tmp_path)])
@@ -47,4 +47,5 @@ def test_tiny_bench_writes_the_json(tmp_path):
     for key in REQUIRED:
         assert saved[key] == pytest.approx(res[key]) and saved[key] > 0
     assert "n/a (no GPU)" in saved["table"] or torch.cuda.is_available()
+    assert (tmp_path / "latest.md").read_text() == saved["table"] + "\n"
     assert saved["reference"][0]["same_outputs"]
