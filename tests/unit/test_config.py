@@ -101,7 +101,8 @@ def test_secret_looking_params_are_masked(compose_cfg):
      ("cho", True, True, "none"), ("luong-additive", True, False, "additive"),
      ("bahdanau", True, True, "additive")],
 )
-def test_each_cell_of_the_default_grid_is_its_model(compose_cfg, name, feedback, peek, attention):
+def test_each_candidate_of_the_default_grid_is_its_model(compose_cfg, name, feedback, peek,
+                                                          attention):
     model = compose_cfg(f"model={name}", "model.depth=2").model
     assert (model.feedback, model.peek, str(model.attention), model.depth) == (
         feedback, peek, attention, 2)

@@ -109,8 +109,8 @@ VARIANTS = [
 ]
 
 
-def test_the_checker_rejects_the_call_that_failed_on_cuda():
-    """The old input-feeding path: ``torch.lstm_cell`` with a (B, 4H) bias."""
+def test_the_checker_rejects_a_call_that_fails_on_cuda():
+    """``torch.lstm_cell`` with a (B, 4H) bias: the CPU kernel broadcasts it, CUDA refuses."""
     x, h, c = torch.randn(3, 5), torch.randn(3, 4), torch.randn(3, 4)
     w_ih, w_hh, b = torch.randn(16, 5), torch.randn(16, 4), torch.randn(16)
     with Contracts() as mode:
