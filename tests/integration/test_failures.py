@@ -126,6 +126,7 @@ def test_a_full_disk_at_upload_keeps_what_was_logged_and_reports_the_error(
     sweep continues it), and the checkpoints are still on disk."""
     import errno
 
+    from pipeline import report
     from pipeline.files import DiskFull
     from pipeline.tracking import artifacts
 
@@ -138,6 +139,7 @@ def test_a_full_disk_at_upload_keeps_what_was_logged_and_reports_the_error(
 
     cfg = compose_cfg(*TINY)
     monkeypatch.setattr(artifacts, "log_model", the_disk_fills_up_at_the_model_upload)
+    monkeypatch.setattr(report, "log_text_model", the_disk_fills_up_at_the_model_upload)
     with pytest.raises(DiskFull, match="the disk is full"):
         train(cfg)
     client = MlflowClient(cfg.logger.tracking_uri)
