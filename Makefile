@@ -23,13 +23,14 @@ SEEDS ?= 3
 HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
+MODEL ?= models:/seq2seq-files@champion
 
 # Debian packages the browser and server tests need; installed when missing and apt-get can
 # run (as root or through sudo), otherwise those tests skip with the reason.
 SYSTEM_PACKAGES := chromium postgresql
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 
-.PHONY: help install system-deps train sweep ui server bench gpu-check test test-fast lint clean
+.PHONY: help install system-deps train sweep ui serve server bench gpu-check test test-fast lint clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +66,10 @@ ui: $(NEEDS)  ## Browse the results: MLflow UI on http://127.0.0.1:5000 (HOST=, 
 	$(PY) -m pipeline.tracking.store sqlite:///$(CURDIR)/outputs/mlflow.db --ui http://$(HOST):$(PORT)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PY) -m mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
 		--default-artifact-root file://$(CURDIR)/outputs/mlartifacts --host $(HOST) --port $(PORT)
+
+serve: $(NEEDS)  ## Serve a model over HTTP: MODEL=models:/seq2seq-files@champion (HOST=, PORT=)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/outputs/mlflow.db \
+		$(PY) -m mlflow models serve -m $(MODEL) --env-manager local -h $(HOST) -p $(PORT)
 
 server: $(NEEDS)  ## Shared tracking server: mlflow server on PostgreSQL, 127.0.0.1:5000 (HOST=, PORT=)
 	$(PY) -m pipeline.tracking.server --host $(HOST) --port $(PORT) $(ARGS)

@@ -49,7 +49,7 @@ def test_known_symbols_are_decoded(store):
     result = predict(store, "model_uri=models:/tiny@champion", 'inputs=["1 2 3", "4 0"]')
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("1 2 3 -> ") and lines[1].startswith("4 0 -> ")
+    assert lines[0].startswith("1 2 3\t") and lines[1].startswith("4 0\t")
 
 
 def test_unknown_symbols_are_named_or_mapped_on_purpose(store):
@@ -57,13 +57,13 @@ def test_unknown_symbols_are_named_or_mapped_on_purpose(store):
     assert "outside the model's vocabulary: x 99" in line and "it knows: 0 1 2 3 4 5" in line
     mapped = predict(store, "model_uri=models:/tiny@champion", 'inputs=["1 2 x 99"]',
                      "unknown=unk")
-    assert mapped.returncode == 0 and mapped.stdout.startswith("1 2 x 99 -> ")
+    assert mapped.returncode == 0 and mapped.stdout.startswith("1 2 x 99\t")
 
 
 def test_an_empty_input_is_refused(store):
-    assert "non-empty inputs" in one_line(predict(store, "model_uri=models:/tiny@champion",
-                                                  'inputs=[""]'))
-    assert "non-empty inputs" in one_line(predict(store, "model_uri=models:/tiny@champion"))
+    assert "input 1 of 1 is empty" in one_line(predict(store, "model_uri=models:/tiny@champion",
+                                                       'inputs=[""]'))
+    assert "no inputs" in one_line(predict(store, "model_uri=models:/tiny@champion"))
 
 
 def test_a_model_that_does_not_exist_lists_the_registered_ones(store):

@@ -93,7 +93,7 @@ def test_parallel_sweep_isolates_a_failed_job_and_crowns_the_best(tmp_path):
         env={**os.environ, "SEQ2SEQ_OUTPUT_DIR": str(tmp_path)},
     )
     assert predicted.returncode == 0, predicted.stderr[-2000:]
-    assert predicted.stdout.startswith("1 2 3 -> ")
+    assert predicted.stdout.startswith("1 2 3\t")
 
 
 def test_optuna_sweep_runs_trials_as_children(tmp_path):

@@ -1,0 +1,152 @@
+"""A user's files end to end: train on TSV files, score texts, predict from a file or
+standard input, load the pyfunc model, serve it with ``mlflow models serve``; a bad file
+stops in one line and leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipeline.train import train
+from tests.helpers import ROOT, compose_config, free_port, run_cli
+
+EXAMPLE = ROOT / "examples" / "numbers"
+FILES = [f"data.{s}={EXAMPLE / f'{s}.tsv'}" for s in ("train", "val", "test")]
+TINY_FILES = ["data=files", *FILES, "data.source_tokenizer=chars",
+              "data.target_tokenizer=words", "debug=fast", "monitor=val/chrf"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A tiny model of the example files, registered as ``numbers@champion``."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    out = tmp_path_factory.mktemp("your-data")
+    cfg = compose_config(out, *TINY_FILES)
+    metrics = train(cfg)
+    client = MlflowClient(cfg.logger.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("seq2seq-files").experiment_id])
+    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    version = mlflow.register_model(run.data.tags["model_uri"], "numbers")
+    client.set_registered_model_alias("numbers", "champion", version.version)
+    return {"out": out, "uri": cfg.logger.tracking_uri, "run": run, "metrics": metrics}
+
+
+def test_texts_are_scored_and_the_files_logged_as_datasets(store):
+    metrics, run = store["metrics"], store["run"]
+    for name in ("test/seq_acc", "test/bleu", "test/chrf", "test/cer", "val/chrf"):
+        assert name in metrics, sorted(metrics)
+    assert 0 <= metrics["test/chrf"] <= 100 and metrics["best/val/chrf"] >= 0
+    assert run.data.tags["example_score"] == "chrf"  # the paired test's per-example score
+    inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"files-train", "files-val", "files-test"}
+    assert json.loads(inputs["files-test"].source)["uri"] == str(EXAMPLE / "test.tsv")
+    assert len(inputs["files-test"].digest) == 32
+
+
+def test_the_pyfunc_model_maps_strings_to_strings(store):
+    import mlflow
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(store["uri"])
+    model = mlflow.pyfunc.load_model(store["run"].data.tags["model_uri"])
+    out = model.predict(pd.DataFrame({"source": ["12", "305", "7"]}))
+    assert list(out.columns) == ["prediction"] and len(out) == 3
+    assert all(isinstance(p, str) for p in out["prediction"])
+    assert model.metadata.signature.inputs.input_names() == ["source"]
+    with pytest.raises(MlflowException, match="outside the model's vocabulary: x"):
+        model.predict(pd.DataFrame({"source": ["1x"]}))
+
+
+def predict(store, *args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "pipeline.predict",
+                           "model_uri=models:/numbers@champion", *args], cwd=ROOT, input=stdin,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SEQ2SEQ_OUTPUT_DIR": str(store["out"])})
+
+
+def test_predict_reads_a_file_or_standard_input(store, tmp_path):
+    path = tmp_path / "inputs.txt"
+    path.write_text("12\n305\n7\n")
+    from_file = predict(store, f"inputs_file={path}", "eval.beam_size=3")
+    from_stdin = predict(store, "inputs_file=-", stdin="12\n305\n7\n")
+    for result in (from_file, from_stdin):
+        assert result.returncode == 0, result.stderr[-2000:]
+        lines = result.stdout.splitlines()
+        assert [ln.split("\t")[0] for ln in lines] == ["12", "305", "7"]
+    missing = predict(store, f"inputs_file={tmp_path / 'nope.txt'}")
+    said = missing.stdout + missing.stderr
+    assert missing.returncode == 2 and "Traceback" not in said
+    assert "inputs_file: " in said and "nope.txt: cannot be read" in said
+
+
+def test_the_served_model_answers_and_refuses_bad_requests(store):
+    port = free_port()
+    # mlflow starts uvicorn from PATH: the one installed beside this Python (make serve does
+    # the same).
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"], "PATH": path}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/numbers@champion",
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def post(body) -> tuple[int, dict]:
+        request = urllib.request.Request(f"{base}/invocations", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.time() < deadline, "the model server did not start in 120 s"
+                time.sleep(0.5)
+        status, body = post({"dataframe_records": [{"source": "12"}, {"source": "40"}],
+                             "params": {"beam_size": 2}})
+        assert status == 200 and len(body["predictions"]) == 2
+        assert all(isinstance(p["prediction"], str) for p in body["predictions"])
+        for bad, words in [({"dataframe_records": [{"text": "12"}]}, "source"),
+                           ({"dataframe_records": [{"source": ""}]}, "is empty"),
+                           ({"dataframe_records": [{"source": "1x"}]}, "vocabulary: x")]:
+            status, body = post(bad)
+            assert 400 <= status < 500 and words in body["message"], (status, body)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("problem", ["missing", "wrong columns"])
+def test_a_bad_file_stops_in_one_line_and_leaves_nothing(tmp_path, problem):
+    bad = tmp_path / "train.tsv"
+    if problem == "wrong columns":
+        bad.write_text("source\ttarget\n12\ttwelve\n13\tthirteen\tthree\n")
+    out = tmp_path / "out"
+    result = run_cli("data=files", f"data.train={bad}", "debug=fast", output_dir=out)
+    said = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in said
+    (line,) = [ln for ln in said.splitlines() if "data.train:" in ln]
+    assert str(bad) in line
+    assert ("no such file" in line) if problem == "missing" else ("line 3: 3 fields" in line)
+    assert not (out / "mlflow.db").exists() and not list(out.glob("data/*"))
