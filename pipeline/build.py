@@ -61,13 +61,18 @@ def settle(cfg: DictConfig) -> None:
     set_up_torch(cfg)
 
 
+# Metrics where lower is better; every other one (accuracies, BLEU, chrF) is maximised.
+LOWER_IS_BETTER = ("loss", "per", "wer", "cer", "mse", "mae", "mase")
+
+
 def fill_monitor(cfg: DictConfig) -> None:
-    """The monitored metric and its direction, where unset, by the task's kind: sequence
-    accuracy for token tasks, the loss for vector tasks."""
+    """The monitored metric, where unset, by the task's kind (sequence accuracy for token
+    tasks, the loss for vector tasks), and its direction, where unset, by its name."""
     tokens = TASKS[cfg.data.task].kind == "tokens"
     with open_dict(cfg):
         cfg.monitor = cfg.monitor or ("val/seq_acc" if tokens else "val/loss")
-        cfg.monitor_mode = cfg.monitor_mode or ("max" if tokens else "min")
+        lower = cfg.monitor.rsplit("/", 1)[-1] in LOWER_IS_BETTER
+        cfg.monitor_mode = cfg.monitor_mode or ("min" if lower else "max")
 
 
 def fill_progress_bar(cfg: DictConfig) -> None:

@@ -127,3 +127,17 @@ def test_every_experiment_and_search_composes_and_validates(compose_cfg, path):
     cfg = compose_cfg(f"{path.parent.name}={path.stem}")
     validate(cfg)
     assert cfg.data.task and cfg.model.hidden_dim >= 1
+
+
+def test_the_monitored_metric_has_its_direction_by_name(compose_cfg):
+    from pipeline.build import fill_monitor
+
+    for overrides, monitor, mode in [
+        ([], "val/seq_acc", "max"), (["data=vectors"], "val/loss", "min"),
+        (["monitor=val/cer"], "val/cer", "min"), (["monitor=val/chrf"], "val/chrf", "max"),
+        (["monitor=val/per"], "val/per", "min"),
+        (["monitor=val/loss", "monitor_mode=max"], "val/loss", "max"),
+    ]:
+        cfg = compose_cfg(*overrides)
+        fill_monitor(cfg)
+        assert (cfg.monitor, cfg.monitor_mode) == (monitor, mode), overrides
