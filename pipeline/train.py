@@ -15,6 +15,7 @@ from pipeline.build import build, replicates, settle
 from pipeline.config import ConfigError
 from pipeline.files import DiskFull
 from pipeline.logs import one_console, quiet
+from pipeline.search import Pruned
 from pipeline.tracking.outcome import JobOutcome
 from pipeline.tracking.store import StoreError, TrackingServerGone
 
@@ -35,6 +36,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             results.append(train_one(replicate))
         except (ConfigError, StoreError, TrackingServerGone, DiskFull):
             raise  # the next replicates would meet the same
+        except Pruned:
+            raise  # a pruned trial stops: its other replicates do not run
         except Exception as err:
             errors.append(err)
     if errors:
@@ -52,12 +55,14 @@ def train_one(cfg: DictConfig) -> dict[str, float]:
     everything is logged; any failure ends it FAILED (KILLED on Ctrl-C) with the error as a
     tag and the traceback as an artifact, then propagates. In a resumed sweep a complete
     earlier attempt is skipped (its metrics are returned) and an unfinished one continues in
-    its own run from its newest checkpoint.
+    its own run from its newest checkpoint. A search trial that its pruner stops
+    (``pipeline/search``) raises ``Pruned`` after fit; its run ends KILLED, tagged ``pruned``.
     """
     # Lightning and MLflow take seconds to import: only once the settings are known good.
     import lightning as L
 
     one_console()
+    from pipeline.search.trial import pruned_epoch
     from pipeline.tracking import resume
     from pipeline.tracking.run import tracked_run
 
@@ -71,6 +76,9 @@ def train_one(cfg: DictConfig) -> dict[str, float]:
     with tracked_run(cfg, parts.trainer, parts.datamodule, previous, resume_from) as run:
         parts.trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=resume_from,
                           weights_only=False)
+        pruned = pruned_epoch(parts.trainer)
+        if pruned:  # a search trial its pruner stopped: no test, the run ends KILLED
+            raise Pruned(pruned)
         checkpoint = parts.trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint else ""
         parts.trainer.test(parts.module, datamodule=parts.datamodule, ckpt_path=best or None,

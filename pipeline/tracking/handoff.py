@@ -59,6 +59,14 @@ def sweep_info() -> SweepInfo | None:
         return info
 
 
+def sweep_info_in(sweep_dir: Path) -> SweepInfo | None:
+    """The hand-off in ``sweep_dir`` as written (read by the sweeper), or None."""
+    try:
+        return SweepInfo(**json.loads((Path(sweep_dir) / PARENT_RUN_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def _from_store(sweep_dir: Path) -> SweepInfo | None:
     """The hand-off of the sweep in ``sweep_dir`` as its parent run records it (tags
     ``sweep_dir``, or ``resumed_in`` for a resumed sweep; the swept keys are its params)."""

@@ -8,6 +8,7 @@ its traceback (``HYDRA_FULL_ERROR=1`` always shows it). In a sweep every job lea
 logs one line: "job 4/10 model=cho model.depth=2: val/seq_acc 0.938 in 43 s; about 5 min
 left". A failed job returns NaN so the sweep goes on; the sweep callback counts the failed
 records, with its children that did not finish, and the sweep exits 1 if any job failed.
+A search trial that its pruner stopped records PRUNED, which is no failure.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from omegaconf import DictConfig
 
 from pipeline.config import ConfigError
 from pipeline.files import DiskFull, as_disk_full, disk_full, read_json, write_json
+from pipeline.search import Pruned
 from pipeline.tracking.handoff import sweep_info
 from pipeline.tracking.naming import override_key, task_overrides
 from pipeline.tracking.store import StoreError, TrackingServerGone
@@ -54,6 +56,9 @@ class JobOutcome(AbstractContextManager):
             if sweep:
                 self._record("FINISHED")
             return False
+        if isinstance(err, Pruned) and sweep:
+            self._record("PRUNED", str(err))
+            return True
         if disk_full(err) and not isinstance(err, DiskFull):
             err = as_disk_full(err, self.cfg.paths.output_dir,
                                self.cfg.logger.tracking_uri)
@@ -91,8 +96,9 @@ def records(sweep_dir: Path) -> list[dict]:
 
 
 def failed_job_dirs(sweep_dir: Path) -> set[str]:
-    """The folders of this sweep's jobs that recorded a failure."""
-    return {r["dir"] for r in records(sweep_dir) if r["status"] != "FINISHED"}
+    """The folders of this sweep's jobs that recorded a failure (a pruned trial did not
+    fail)."""
+    return {r["dir"] for r in records(sweep_dir) if r["status"] not in ("FINISHED", "PRUNED")}
 
 
 def progress_line(sweep_dir: Path, status: str, metric: str, value: float,

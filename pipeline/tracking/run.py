@@ -7,7 +7,8 @@ and the report; any error ends it FAILED (KILLED on Ctrl-C or SIGTERM) with the 
 tag and the traceback as an artifact, except a tracking server that went away, which
 leaves it RUNNING and stops in one line. A full disk ends it FAILED, tagged
 ``error.disk_full`` (RUNNING where the store's own disk is full), and a resumed sweep
-continues it from its newest checkpoint that loads.
+continues it from its newest checkpoint that loads. A search trial its pruner stopped
+ends KILLED, tagged ``pruned`` with the epoch.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from mlflow.entities import Run
 from omegaconf import DictConfig
 
 from pipeline.files import DiskFull, as_disk_full, disk_full
+from pipeline.search import Pruned
 from pipeline.tracking import artifacts, resume
 from pipeline.tracking.logger import checkpoint_dir, make_logger
 from pipeline.tracking.store import (
@@ -81,6 +83,11 @@ def tracked_run(cfg: DictConfig, trainer, datamodule, previous: Run | None,
     gone = False
     try:
         yield TrackedRun(client, run_id)
+    except Pruned as err:  # a search trial stopped by its pruner: its curve stays
+        client.set_tag(run_id, "pruned", str(err.epoch))
+        client.set_terminated(run_id, "KILLED")
+        drop_local_checkpoints(client, run_id, checkpoint_dir(cfg))
+        raise
     except BaseException as err:
         gone = server_gone(uri)
         if gone:  # nothing more can be recorded; say so in one line

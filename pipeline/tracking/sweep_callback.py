@@ -157,9 +157,11 @@ class MLflowSweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         failed = failed_job_dirs(sweep_dir) | {
             r.data.tags.get("job_dir", r.info.run_id) for r in runs
-            if r.info.status != "FINISHED"}
-        # Jobs that left neither a run nor a record (a full disk before either) count too.
-        finished = sum(r.info.status == "FINISHED" for r in runs)
+            if r.info.status != "FINISHED" and "pruned" not in r.data.tags}
+        # Jobs that left neither a run nor a record (a full disk before either) count too;
+        # a pruned trial's run stands for all its replicates (the others never start).
+        finished = sum(r.info.status == "FINISHED" for r in runs) + self.seeds * sum(
+            "pruned" in r.data.tags for r in runs)
         missing = (self.total * self.seeds - finished - len(failed)) if self.total else 0
         failed_jobs = len(failed) + max(0, missing)
         try:

@@ -11,6 +11,8 @@ to the parent: ``summary.csv`` (one row per candidate), ``summary.md`` (the tabl
 comparisons in words), ``runs.csv`` (one row per run), ``plots/`` (the grid with intervals,
 accuracy by length and validation curves with bands) and ``best/...`` metrics; the best
 candidate's replicate with the best validation score is registered as the ``champion``.
+Candidates a search pruned (runs tagged ``pruned``) are listed as such, outside the
+statistics.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ class Candidate:
 
     name: str
     runs: list[Run] = field(default_factory=list)
+
+    @property
+    def pruned(self) -> list[Run]:
+        """Its runs that a search's pruner stopped (tag ``pruned``: the epoch)."""
+        return [r for r in self.runs if "pruned" in r.data.tags]
 
     @property
     def finished(self) -> list[Run]:
@@ -75,7 +82,8 @@ def run_table(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
         row = {"run": run.info.run_name, "run_id": run.info.run_id,
-               "candidate": candidate_tags(run)[1] or "", "status": run.info.status,
+               "candidate": candidate_tags(run)[1] or "",
+               "status": "PRUNED" if "pruned" in run.data.tags else run.info.status,
                "overrides": run.data.tags.get("overrides", "")}
         row.update({k: v for k, v in sorted(run.data.metrics.items())
                     if k.startswith(("val/", "test/"))})
@@ -215,18 +223,27 @@ def statistics(client: MlflowClient, candidates: list[Candidate], metric: str, m
             in_words(ranked[0], comparisons, metric, test_metric, mode))
 
 
+def with_pruned(table: pd.DataFrame, pruned: list[Candidate]) -> pd.DataFrame:
+    """``table`` with a row per pruned candidate at the end: status ``PRUNED (epoch N)``, no
+    scores (they are in its run, curve included), in no comparison."""
+    rows = [{"candidate": c.name, "n": 0, "replicates": len(c.runs),
+             "status": f"PRUNED (epoch {c.pruned[0].data.tags['pruned']})"} for c in pruned]
+    return pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if rows else table
+
+
 def readable(table: pd.DataFrame, metric: str) -> str:
     """The per-candidate table for people: mean +/- interval half-width per metric, and the
     Holm-corrected p-values of the comparison with the best candidate."""
     if not len(table):
         return "no runs"
-    metrics = [metric] + [c for c in table.columns if c.startswith("test/") and " " not in c
-                          and c != metric]
+    metrics = [m for m in [metric] + [c for c in table.columns if c.startswith("test/")
+                                      and " " not in c and c != metric]
+               if f"{m} ci_high" in table]
     shown = table[["candidate", "n", "status"]].copy()
     for m in metrics:
         half = (table[f"{m} ci_high"] - table[f"{m} ci_low"]) / 2
-        shown[m] = [f"{v:.3f}" + (f" ± {h:.3f}" if np.isfinite(h) else "")
-                    for v, h in zip(table[m], half, strict=True)]
+        shown[m] = ["" if not np.isfinite(v) else f"{v:.3f}" + (
+            f" ± {h:.3f}" if np.isfinite(h) else "") for v, h in zip(table[m], half, strict=True)]
     for column in ("p welch holm", "p paired holm"):
         if column in table:
             shown[column] = ["" if not np.isfinite(p) else stats.p_text(p)
@@ -282,12 +299,19 @@ def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[R
     client = MlflowClient(tracking_uri)
     tags = runs[0].data.tags if runs else {}
     metric, mode = tags.get("monitor", "val/seq_acc"), tags.get("monitor_mode", "max")
-    candidates = candidates_of(runs)
-    table, words = statistics(client, candidates, metric, mode) if runs else (pd.DataFrame(), "")
+    every = candidates_of(runs)
+    candidates = [c for c in every if not c.pruned]
+    pruned = [c for c in every if c.pruned]
+    table, words = (statistics(client, candidates, metric, mode) if candidates
+                    else (pd.DataFrame(), ""))
+    if pruned:
+        words += (f"\n\n{len(pruned)} of {len(every)} candidates were pruned (stopped early by "
+                  "the search's pruner): listed, not compared.")
+    shown = with_pruned(table, pruned)
     run_rows = run_table(runs)
     (sweep_dir / "runs.csv").write_text(run_rows.to_csv(index=False))
-    (sweep_dir / "summary.csv").write_text(table.to_csv(index=False))
-    (sweep_dir / "summary.md").write_text(f"{readable(table, metric)}\n\n{words}\n")
+    (sweep_dir / "summary.csv").write_text(shown.to_csv(index=False))
+    (sweep_dir / "summary.md").write_text(f"{readable(shown, metric)}\n\n{words.strip()}\n")
     for name in ("summary.csv", "summary.md", "runs.csv"):
         client.log_artifact(parent_id, str(sweep_dir / name))
     if not len(table) or metric not in table:
