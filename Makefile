@@ -22,6 +22,9 @@ JOBS ?= 2
 SEEDS ?= 3
 HOST ?= 127.0.0.1
 PORT ?= 5000
+DASHBOARD_PORT ?= 8080
+# The Optuna studies make dashboard shows (make server prints its PostgreSQL one).
+STUDIES ?= sqlite:///$(CURDIR)/outputs/optuna.db
 PYTEST_ARGS ?=
 MODEL ?= models:/seq2seq-files@champion
 
@@ -30,7 +33,7 @@ MODEL ?= models:/seq2seq-files@champion
 SYSTEM_PACKAGES := chromium postgresql
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 
-.PHONY: help install system-deps train sweep ui serve server bench gpu-check test test-fast lint clean
+.PHONY: help install system-deps train sweep ui dashboard serve server bench gpu-check test test-fast lint clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,6 +69,9 @@ ui: $(NEEDS)  ## Browse the results: MLflow UI on http://127.0.0.1:5000 (HOST=, 
 	$(PY) -m pipeline.tracking.store sqlite:///$(CURDIR)/outputs/mlflow.db --ui http://$(HOST):$(PORT)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PY) -m mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
 		--default-artifact-root file://$(CURDIR)/outputs/mlartifacts --host $(HOST) --port $(PORT)
+
+dashboard: $(NEEDS)  ## Browse the Optuna searches: optuna-dashboard on http://127.0.0.1:8080 (STUDIES=, DASHBOARD_PORT=)
+	$(PY) -m optuna_dashboard._cli $(STUDIES) --host $(HOST) --port $(DASHBOARD_PORT)
 
 serve: $(NEEDS)  ## Serve a model over HTTP: MODEL=models:/seq2seq-files@champion (HOST=, PORT=)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/outputs/mlflow.db \

@@ -1,8 +1,9 @@
 """``python -m pipeline.tracking.server``: a shared MLflow tracking server on PostgreSQL.
 
 Without ``--db-url`` (or ``SEQ2SEQ_DB_URL``) it runs its own PostgreSQL cluster in
-``outputs/server/postgres`` (made on first use; reached only through a Unix socket in that
-folder, no TCP port, as the ``postgres`` user when started as root), then ``mlflow server``
+``outputs/server/postgres`` (made on first use, with a second database for the Optuna
+studies of searches; reached only through a Unix socket in that folder, no TCP port, as
+the ``postgres`` user when started as root), then ``mlflow server``
 on it with proxied artifacts in ``outputs/server/artifacts``. Ctrl-C or SIGTERM stops the
 server, then the cluster. Arguments it does not know go to ``mlflow server``
 (``--workers 4``, ``--app-name basic-auth``, ...).
@@ -22,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 DB_NAME = "mlflow"
+OPTUNA_DB = "optuna"  # the search studies (hydra.sweeper.storage)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -45,9 +47,12 @@ class LocalPostgres:
             raise SystemExit("PostgreSQL is not installed (apt-get install postgresql), "
                              "or pass --db-url postgresql://... of an existing database")
 
+    def url_of(self, name: str = DB_NAME) -> str:
+        return f"postgresql+psycopg2://postgres@/{name}?host={self.folder}&port={self.port}"
+
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg2://postgres@/{DB_NAME}?host={self.folder}&port={self.port}"
+        return self.url_of(DB_NAME)
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         cmd = [str(self.bin / tool), *args]
@@ -71,10 +76,11 @@ class LocalPostgres:
             options = f"-c listen_addresses='' -k {self.folder} -p {self.port}"
             self._run("pg_ctl", "-D", str(self.folder), "-l", str(self.folder / "postgresql.log"),
                       "-o", options, "-w", "start")
-        made = self._run("createdb", "-h", str(self.folder), "-p", str(self.port),
-                         "-U", "postgres", DB_NAME, check=False)
-        if made.returncode and "already exists" not in made.stderr:
-            raise SystemExit(f"createdb failed: {made.stderr.strip()}")
+        for name in (DB_NAME, OPTUNA_DB):
+            made = self._run("createdb", "-h", str(self.folder), "-p", str(self.port),
+                             "-U", "postgres", name, check=False)
+            if made.returncode and "already exists" not in made.stderr:
+                raise SystemExit(f"createdb failed: {made.stderr.strip()}")
 
     def stop(self) -> None:
         if (self.folder / "postmaster.pid").exists():
@@ -159,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             where = f"PostgreSQL in {cluster.folder}" if cluster else "the given database"
             print(f"MLflow server ready: {url} (runs in {where}, artifacts in {artifacts}); "
                   f"log to it with logger.tracking_uri={url}; Ctrl-C stops it", flush=True)
+            if cluster:
+                print(f"Optuna studies: SEQ2SEQ_OPTUNA_STORAGE='{cluster.url_of(OPTUNA_DB)}' "
+                      "for make sweep SWEEP=optuna, STUDIES= for make dashboard", flush=True)
         return server.wait()
     except KeyboardInterrupt:
         return 0
