@@ -18,20 +18,25 @@ from pathlib import Path
 
 import torch
 
-from pipeline.bench import gpu, loop, networks
+from pipeline.bench import gpu, loop, networks, user_files
 from pipeline.bench.table import table
 from pipeline.logs import quiet
 
 # The targets each ratio is held to: (key, comparison, bound).
 TARGETS = {"pipeline_overhead_ratio": ("<=", 1.05), "attention_speedup_vs_reference": (">=", 2.0),
-           "beam5_vs_greedy_cost": ("<", 5.0), "data_headroom": (">=", 10.0)}
+           "beam5_vs_greedy_cost": ("<", 5.0), "data_headroom": (">=", 10.0),
+           "files_cold_s": ("<=", 90.0), "files_warm_s": ("<=", 15.0),
+           "files_peak_rss_gb": ("<=", 4.0)}
 PROFILES = {  # quick (default), --full, and --tiny (the smoke test)
     "quick": dict(sizes=[(128, 20)], reference=[(128, 20)], repeats=5, epoch_size=2000,
-                  epoch_repeats=5, compile=False),
+                  epoch_repeats=5, compile=False, pairs=1_000_000, predictions=1000,
+                  tokenizers=("chars", "bpe")),
     "full": dict(sizes=[(128, 20), (512, 50)], reference=[(128, 20), (512, 50)], repeats=5,
-                 epoch_size=10000, epoch_repeats=3, compile=True),
+                 epoch_size=10000, epoch_repeats=3, compile=True, pairs=1_000_000,
+                 predictions=5000, tokenizers=("chars", "bpe")),
     "tiny": dict(sizes=[(16, 5)], reference=[(16, 5)], repeats=1, epoch_size=128,
-                 epoch_repeats=1, compile=False),
+                 epoch_repeats=1, compile=False, pairs=500, predictions=32,
+                 tokenizers=("chars",)),
 }
 
 
@@ -150,19 +155,46 @@ def data_section(p: dict, res: dict) -> Rows:
     ]
 
 
+def files_section(p: dict, res: dict) -> Rows:
+    """6: the user's files: a generated TSV from ``make train`` to the first training step,
+    cold and warm, characters and BPE; predictions per second, greedy and beam 5."""
+    kinds = p["tokenizers"]
+    load = res["files"] = user_files.load_times(p["pairs"], kinds)
+    rate = res["predict"] = user_files.predict_rate(p["predictions"], p["repeats"])
+    res["files_cold_s"] = max(load[t]["cold"]["seconds"] for t in kinds)
+    res["files_warm_s"] = max(load[t]["warm"]["seconds"] for t in kinds)
+    res["files_peak_rss_gb"] = max(load[t][w]["peak_rss_gb"] for t in kinds
+                                   for w in ("cold", "warm"))
+    rows = []
+    for tok in kinds:
+        for when, key in (("cold", "files_cold_s"), ("warm", "files_warm_s")):
+            run = load[tok][when]
+            rows.append(("6 your data", f"{load['pairs']:,} pairs ({load['file_mb']:.0f} MB "
+                         f"TSV), {tok}, {when}: to the first step",
+                         f"{run['seconds']:.1f} s, {run['peak_rss_gb']:.2f} GB "
+                         f"({verdict(key, run['seconds'])})"))
+    rows.append(("6 your data", "peak resident memory, any of those",
+                 f"{res['files_peak_rss_gb']:.2f} GB "
+                 f"({verdict('files_peak_rss_gb', res['files_peak_rss_gb'])})"))
+    rows += [("6 your data", f"predict, {name}, attention h128, 30 steps",
+              f"{rate[key]:.0f} predictions/s")
+             for name, key in (("greedy", "beam1_per_s"), ("beam 5", "beam5_per_s"))]
+    return rows
+
+
 def sweep_section(sweep: list[str] | None, res: dict) -> Rows:
-    """6: the default sweep with 1 and 2 jobs (only with ``--sweep``)."""
+    """7: the default sweep with 1 and 2 jobs (only with ``--sweep``)."""
     if sweep is None:
-        return [("6 sweep", "default grid, 1 vs 2 jobs", "not run (--sweep)")]
+        return [("7 sweep", "default grid, 1 vs 2 jobs", "not run (--sweep)")]
     sw = res["sweep"] = sweep_scaling(sweep)
-    return [("6 sweep", "default grid, 1 job / 2 jobs wall time", f"{sw['speedup']:.2f}x "
+    return [("7 sweep", "default grid, 1 job / 2 jobs wall time", f"{sw['speedup']:.2f}x "
              f"({sw['jobs1_s']:.0f} s / {sw['jobs2_s']:.0f} s)")]
 
 
 def gpu_section(profile: str, p: dict, res: dict) -> Rows:
-    """7: the GPU section (``bench/gpu.py``) where CUDA is available."""
+    """8: the GPU section (``bench/gpu.py``) where CUDA is available."""
     if not torch.cuda.is_available() or profile == "tiny":
-        return [("7 GPU", "attention / seq2seq throughput, bf16, g2p epoch",
+        return [("8 GPU", "attention / seq2seq throughput, bf16, g2p epoch",
                  "n/a (no GPU)" if not torch.cuda.is_available() else "not in --tiny")]
     res["gpu"], rows = gpu.run(p["repeats"], with_g2p=profile == "full")
     return rows
@@ -173,7 +205,8 @@ def run(profile: str, sweep: list[str] | None) -> tuple[dict, Rows]:
     p = PROFILES[profile]
     res: dict = {"machine": machine(), "profile": profile, "time": datetime.now().isoformat()}
     rows = overhead_section(p, res) + throughput_section(p, res) + reference_section(p, res)
-    rows += decoding_section(p, res) + data_section(p, res) + sweep_section(sweep, res)
+    rows += decoding_section(p, res) + data_section(p, res) + files_section(p, res)
+    rows += sweep_section(sweep, res)
     return res, rows + gpu_section(profile, p, res)
 
 

@@ -104,17 +104,17 @@ def run(repeats: int, with_g2p: bool = True) -> tuple[dict, list[tuple[str, str,
     by = {(r["model"], r["batch"], r["precision"]): r for r in res["throughput"]}
     for (model, batch, precision), r in by.items():
         ratio = "" if model == "seq2seq" else f" = {r['vs_seq2seq']:.2f}x seq2seq"
-        rows.append(("7 GPU", f"{model} h512 len50 batch {batch} {precision}",
+        rows.append(("8 GPU", f"{model} h512 len50 batch {batch} {precision}",
                      f"{r['seq_per_s']:.0f} seq/s{ratio}"))
     for model in ("attention", "attention+graphs"):
         gain = by[(model, 256, "bf16")]["seq_per_s"] / by[(model, 256, "fp32")]["seq_per_s"]
         res[f"bf16_vs_fp32/{model}"] = gain
-        rows.append(("7 GPU", f"{model} batch 256: bf16-mixed / fp32", f"{gain:.2f}x"))
+        rows.append(("8 GPU", f"{model} batch 256: bf16-mixed / fp32", f"{gain:.2f}x"))
     if with_g2p:
         for graphs in (False, True):
             g = g2p_epoch(graphs)
             res[f"g2p/cuda_graphs={graphs}"] = g
-            rows.append(("7 GPU", f"g2p epoch, accel.cuda_graphs={str(graphs).lower()}",
+            rows.append(("8 GPU", f"g2p epoch, accel.cuda_graphs={str(graphs).lower()}",
                          g.get("error", "")[-200:] or f"{g['epoch_s']:.1f} s, GPU "
                          f"{g['gpu_utilisation'] or float('nan'):.0f} % utilised"))
     return res, rows
@@ -130,7 +130,7 @@ def check(repeats: int = 5) -> int:
                             "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
     summary = (tests.stdout.strip().splitlines() or ["no output"])[-1]
     res, rows = run(repeats)
-    rows.insert(0, ("7 GPU", "pytest -m gpu", summary))
+    rows.insert(0, ("8 GPU", "pytest -m gpu", summary))
     print(tests.stdout[-4000:] if tests.returncode else "", end="")
     print(table(rows, 0, res["device"]))
     out = Path(os.environ.get("SEQ2SEQ_OUTPUT_DIR", ROOT / "outputs")) / "bench"

@@ -11,7 +11,7 @@ from pipeline.bench.networks import make_batch, make_model
 from pipeline.bench.reference import TutorialAttention
 
 REQUIRED = ("pipeline_overhead_ratio", "attention_speedup_vs_reference", "beam5_vs_greedy_cost",
-            "data_headroom")
+            "data_headroom", "files_cold_s", "files_warm_s", "files_peak_rss_gb")
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
