@@ -180,18 +180,26 @@ def with_comparisons(table: pd.DataFrame, comparisons: list[Comparison]) -> pd.D
     return table
 
 
+# What a run's per-example test scores are (its ``example_score`` tag; older runs: exact).
+EXAMPLE_SCORES = {None: "exact match", "exact": "exact match", "chrf": "sentence chrF",
+                  "squared_error": "squared error"}
+
+
 def in_words(best: Candidate, comparisons: list[Comparison], metric: str, test_metric: str,
              mode: str) -> str:
     """The comparisons as sentences: who beats whom by how much, or that they do not
     differ significantly, with the evidence."""
     better = 1 if mode == "max" else -1
-    scale, unit = (100, " points") if test_metric.endswith(("acc", "wer", "per")) else (1, "")
+    scale, unit = ((100, " points") if test_metric.endswith(("acc", "wer", "per", "cer"))
+                   else (1, " points") if test_metric.endswith(("bleu", "chrf")) else (1, ""))
+    kind = EXAMPLE_SCORES.get(next((r.data.tags.get("example_score") for r in best.finished),
+                                   None), "score")
     lines = []
     for c in comparisons:
         p, p_paired, d = c.p_welch_holm, c.p_paired_holm, c.diff
         evidence = "; ".join(
             [f"Welch {stats.p_text(p)}" if np.isfinite(p) else "one replicate: no Welch test"]
-            + ([f"paired over test examples {stats.p_text(p_paired)}"]
+            + ([f"paired over test examples' {kind} {stats.p_text(p_paired)}"]
                if np.isfinite(p_paired) else []))
         significant = (np.isfinite(p) and p < ALPHA) or (np.isfinite(p_paired)
                                                           and p_paired < ALPHA)

@@ -122,3 +122,32 @@ def test_sweep_statistics_rank_compare_and_say_it_in_words():
     assert "- c beats b by 39.0 +/- 5.1 points on test/seq_acc" in words
     assert "- a and c do not differ significantly" in words
     assert "- d and c do not differ significantly on test/seq_acc (one replicate" in words
+
+
+def test_the_paired_test_says_which_per_example_score_it_compared(tmp_path):
+    """Runs that monitored chrF logged each example's sentence chrF: the words say so."""
+    import json
+    from types import SimpleNamespace
+
+    from pipeline.tracking.sweep_report import candidates_of, statistics
+
+    rows = {"a": [0.9, 0.8, 0.95, 0.7] * 10, "b": [0.2, 0.3, 0.1, 0.25] * 10}
+
+    class Examples:
+        def download_artifacts(self, run_id, name, folder):
+            path = tmp_path / f"{run_id}.json"
+            scores = rows[run_id[0]]
+            path.write_text(json.dumps({"columns": ["index", "score"],
+                                        "data": [[i, s] for i, s in enumerate(scores)]}))
+            return str(path)
+
+    def run(run_id, value):
+        tags = {"candidate": run_id[0], "candidate_name": run_id[0], "example_score": "chrf"}
+        return SimpleNamespace(
+            info=SimpleNamespace(run_id=run_id, run_name=run_id, status="FINISHED"),
+            data=SimpleNamespace(tags=tags, metrics={"val/chrf": value, "test/chrf": value}))
+
+    runs = [run("a0", 80.0), run("a1", 82.0), run("b0", 20.0), run("b1", 25.0)]
+    _, words = statistics(Examples(), candidates_of(runs), "val/chrf", "max")
+    assert "- a beats b by 58.5" in words and " points on test/chrf" in words
+    assert "paired over test examples' sentence chrF p" in words
