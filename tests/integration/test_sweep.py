@@ -107,6 +107,102 @@ def test_optuna_sweep_runs_trials_as_children(tmp_path):
     assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
     sweep_dir = next((tmp_path / "sweeps").iterdir())
     assert (sweep_dir / "optimization_results.yaml").exists()
+    study = _study(tmp_path)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+
+
+def _study(tmp_path):
+    """The one study of the sweep(s) in ``tmp_path``'s optuna.db."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def test_two_workers_share_one_study_and_prune(tmp_path):
+    """6 trials, 2 in flight (joblib), no batch: each trial one child run of the one parent,
+    none twice. Trials with 3 epochs are pruned after their 2nd (a threshold no tiny model
+    reaches), those with 1 complete: pruned runs end KILLED with their curve, PRUNED in the
+    study and the summary, outside its statistics."""
+    result = run_cli(
+        "-m", "hparams_search=optuna", *TINY, "seeds=1", "hydra.sweeper.n_trials=6",
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        "trainer.max_epochs=choice(1,3)",
+        "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.99,"
+        "n_warmup_steps:1}", output_dir=tmp_path, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    children = [r for r in runs if r is not parent]
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert sorted(int(c.data.tags["optuna_trial"]) for c in children) == list(range(6))
+    assert len({c.data.tags["config_hash"] for c in children}) == 6
+    study = _study(tmp_path)
+    assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    states = {t.number: t.state.name for t in study.trials}
+    assert sorted(states) == list(range(6))
+    for child in children:
+        number = int(child.data.tags["optuna_trial"])
+        epochs = child.data.params["trainer.max_epochs"]
+        curve = client.get_metric_history(child.info.run_id, "val/seq_acc")
+        if epochs == "3":
+            assert states[number] == "PRUNED" and child.info.status == "KILLED"
+            assert child.data.tags["pruned"] == "2" and len(curve) == 2
+        else:
+            assert states[number] == "COMPLETE" and child.info.status == "FINISHED"
+            assert study.trials[number].value == child.data.metrics["best/val/seq_acc"]
+    pruned = sum(s == "PRUNED" for s in states.values())
+    assert 0 < pruned < 6  # the sampler's seed makes both kinds
+    assert parent.info.status == "FINISHED"
+    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    rows = list(csv.DictReader((sweep_dir / "summary.csv").open()))
+    assert sum(r["status"].startswith("PRUNED") for r in rows) == pruned
+    assert all(r["status"] == "FINISHED" for r in rows[:6 - pruned])
+    assert "pruned (stopped early by the search's pruner)" in (sweep_dir / "summary.md").read_text()
+
+
+def test_a_search_killed_mid_trial_resumes_without_losing_or_rerunning_a_trial(tmp_path):
+    """SIGKILL the search while trial 1 trains (trial 0 finished); sweep_id= continues the
+    same study: the dead trial, failed once its heartbeat stops, is retried with its
+    parameters and its run continues from last.ckpt; trial 0 is not run again."""
+    args = ["-m", "hparams_search=optuna", *TINY, "seeds=1", "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.pruner=none", "hydra.sweeper.heartbeat_interval=1",
+            "trainer.max_epochs=4", "data.train_size=512"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", *args], cwd=ROOT, start_new_session=True,
+        env={**os.environ, "SEQ2SEQ_OUTPUT_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.time() + 180
+    while not list(tmp_path.glob("sweeps/*/1/checkpoints/last.ckpt")):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert [t.state.name for t in _study(tmp_path).trials] == ["COMPLETE", "RUNNING"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    before = {r.data.tags["optuna_trial"]: r for r in runs if r is not parent}
+
+    result = run_cli(*args, f"sweep_id={parent.info.run_id}", output_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = _study(tmp_path)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert study.trials[2].params == study.trials[1].params
+    assert study.trials[2].system_attrs["failed_trial"] == 1
+    runs = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
+    children = {r.info.run_id: r for r in runs if r.info.run_id != parent.info.run_id}
+    assert set(children) == {r.info.run_id for r in before.values()}  # no run added
+    first, killed = children[before["0"].info.run_id], children[before["1"].info.run_id]
+    assert first.info.end_time == before["0"].info.end_time  # not run again
+    assert killed.info.status == "FINISHED" and killed.data.tags["optuna_trial"] == "2"
+    assert killed.data.tags["resumed_from"].endswith("last.ckpt")
+    assert len(client.get_metric_history(killed.info.run_id, "val/loss")) == 4
+    assert study.trials[2].value == killed.data.metrics["best/val/seq_acc"]
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
 
 
 @pytest.mark.parametrize("sweeper", ["basic", "optuna"])
