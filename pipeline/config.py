@@ -135,6 +135,9 @@ class FilesDataConfig(DataConfig):
     val_fraction: float = 0.05
     test_fraction: float = 0.05
     split_salt: str = "split"
+    dataset: str | None = None  # a Hugging Face dataset (Hub name or local folder)
+    dataset_config: str | None = None
+    revision: str | None = None
 
 
 DATA_SCHEMAS = {

@@ -199,3 +199,29 @@ def test_corpus_scores_are_sacrebleus_with_several_references():
     cer = CharacterErrorRate()
     cer.update(["abcd", "xy"], [["abce", "zzzz"], ["xy"]])
     assert float(cer.compute()) == pytest.approx(1 / 6)
+
+
+def test_a_hugging_face_dataset_folder_gives_the_same_splits(tmp_path):
+    """data.dataset takes what datasets.load_dataset takes (here a local folder; a Hub name
+    where the network allows): train/validation/test by their file names."""
+    folder = tmp_path / "my-dataset"
+    folder.mkdir()
+    chunks = {"train": PAIRS[:4], "validation": PAIRS[4:6], "test": PAIRS[6:]}
+    for split, rows in chunks.items():
+        pd.DataFrame(rows, columns=["source", "target"]).to_csv(folder / f"{split}.csv",
+                                                                index=False)
+        write_tsv(tmp_path / f"{split}.tsv", rows)
+    from_folder = by_split(Files(dataset=str(folder)))
+    from_files = by_split(Files(**{s: str(tmp_path / f"{n}.tsv") for s, n in
+                                   (("train", "train"), ("val", "validation"),
+                                    ("test", "test"))}))
+    assert from_folder == from_files
+    first = Files(dataset=str(folder)).fingerprint()
+    (folder / "test.csv").write_text("source,target\nq r,r q\nnew,wen\n")
+    assert Files(dataset=str(folder)).fingerprint() != first
+    with pytest.raises(DataFileError, match="no column 'src' in its train split"):
+        Files(dataset=str(folder), source="src").build(0, ALL)
+    with pytest.raises(ConfigError, match="data.dataset"):
+        Files(dataset=str(folder), train=str(tmp_path / "train.tsv"))
+    with pytest.raises(DataFileError, match="datasets.load_dataset cannot load it"):
+        Files(dataset=str(tmp_path / "nothing-here")).build(0, ALL)

@@ -6,6 +6,10 @@ Formats: TSV and CSV with a header (columns by name) or without one (columns by 
 text files, a ``[source_file, target_file]`` pair per split (the OpenNMT-py and fairseq
 layout). ``format: auto`` goes by the file's extension.
 
+Instead of files, ``dataset`` names a Hugging Face dataset: a Hub name where the network
+allows it (``dataset_config``, ``revision``), or a local dataset folder; its ``train``,
+``validation`` (or ``val``, ``dev``) and ``test`` splits are used.
+
 Splits come from ``train``, ``val`` and ``test`` files, or, where ``val`` and ``test`` are
 null, from ``train`` alone: each pair lands in the split its source's salted hash says
 (:func:`split_rank`), so every line with the same source lands in the same split. Within a
@@ -93,8 +97,12 @@ class Files(TokenTask):
         val_fraction: float = 0.05,
         test_fraction: float = 0.05,
         split_salt: str = "split",
+        dataset: str | None = None,
+        dataset_config: str | None = None,
+        revision: str | None = None,
     ):
         self.format, self.header = format, header
+        self.dataset = None if dataset is None else (dataset, dataset_config, revision)
         self.columns = (source, target)
         self.min_freq, self.max_vocab_size, self.max_len = min_freq, max_vocab_size, max_len
         self.fractions, self.salt = (val_fraction, test_fraction), split_salt
@@ -103,9 +111,13 @@ class Files(TokenTask):
         if (val is None) != (test is None):
             raise ConfigError(("data.val", "data.test"), (val, test), "both files, or both "
                               "null to split data.train by a hash of the source")
-        self.files = {name: split_files(f"data.{name}", value, format)
-                      for name, value in (("train", train), ("val", val), ("test", test))
-                      if value is not None or name == "train"}
+        if dataset is not None and train is not None:
+            raise ConfigError(("data.dataset", "data.train"), (dataset, train), "one of them: "
+                              "a Hugging Face dataset, or your files")
+        self.files = {} if dataset is not None else {
+            name: split_files(f"data.{name}", value, format)
+            for name, value in (("train", train), ("val", val), ("test", test))
+            if value is not None or name == "train"}
         self.tokenizers: tuple[Tokenizer, Tokenizer] = (
             make_tokenizer(source_tokenizer or tokenizer, subword_vocab_size),
             make_tokenizer(target_tokenizer or tokenizer, subword_vocab_size))
@@ -113,17 +125,30 @@ class Files(TokenTask):
     # -- what the data module asks ------------------------------------------------------
 
     def fingerprint(self) -> str:
-        """A digest of every file's content: an edited file is a new data set."""
+        """A digest of every file's content: an edited file is a new data set. A Hub
+        dataset is known by its name, configuration and revision."""
         digest = hashlib.sha256()
-        for files in self.files.values():
-            for path in files.paths:
-                digest.update(file_digest(path).encode())
+        for path in self.paths():
+            digest.update(file_digest(path).encode())
+        if self.dataset is not None:
+            digest.update(repr(self.dataset).encode())
         return digest.hexdigest()[:16]
+
+    def paths(self) -> list[Path]:
+        """Every file read: the split files, or a local dataset folder's files."""
+        if self.dataset is None:
+            return [p for files in self.files.values() for p in files.paths]
+        folder = Path(self.dataset[0])
+        return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
 
     def sources(self) -> dict[str, dict]:
         """Each split's files and a digest of its content (for the run's dataset inputs);
         a split cut from train by hash names the train file and digests its cut too."""
         out = {}
+        if self.dataset is not None:
+            return {name: {"paths": [self.dataset[0]],
+                           "digest": hashlib.sha256(f"{self.fingerprint()}:{name}".encode())
+                           .hexdigest()[:32]} for name in SPLITS}
         for name in SPLITS:
             files = self.files.get(name, self.files["train"])
             digest = hashlib.sha256("".join(map(file_digest, files.paths)).encode())
@@ -136,20 +161,23 @@ class Files(TokenTask):
     def build(self, seed: int, sizes: dict[str, int | None]) -> dict[str, TextSplit]:
         """The splits as text, each capped at its size (file order); ``seed`` is unused:
         a split follows from the files (and, for a hash split, the sources)."""
-        pairs = {name: read_pairs(files, self.columns, self.header)
-                 for name, files in self.files.items()}
+        if self.dataset is not None:
+            pairs = read_dataset(*self.dataset, self.columns)
+        else:
+            pairs = {name: read_pairs(files, self.columns, self.header)
+                     for name, files in self.files.items()}
         if "val" not in pairs:
             pairs = self.hash_split(pairs["train"])
         splits = {}
         for name in SPLITS:
             sources, targets = pairs[name]
             if not sources:
-                raise DataFileError(self.files["train" if "val" not in self.files else name].key,
-                                    self.files[name if name in self.files else "train"]
-                                    .paths[0], f"the {name} split is empty"
-                                    + (" (raise data.val_fraction/data.test_fraction or give "
-                                       "data.val and data.test)" if "val" not in self.files
-                                       else ""))
+                files = self.files.get(name, self.files.get("train"))
+                key, where = ((files.key, files.paths[0]) if files is not None
+                              else ("data.dataset", self.dataset[0]))
+                raise DataFileError(key, where, f"the {name} split is empty" + (
+                    " (raise data.val_fraction/data.test_fraction, or give val and test)"
+                    if files is None or files.key == "data.train" else ""))
             splits[name] = group(sources, targets, sizes.get(name))
         return splits
 
@@ -414,6 +442,46 @@ def diagnose(path: Path, builder: str, kwargs: dict) -> tuple[str | None, int | 
                 if not isinstance(row, dict):
                     return "not a JSON object", number
     return None, None
+
+
+def read_dataset(name: str, config: str | None, revision: str | None,
+                 columns: tuple) -> dict[str, tuple[list[str], list[str]]]:
+    """A Hugging Face dataset's (sources, targets) per split: ``train``, and ``val`` and
+    ``test`` where it has them (``validation``/``val``/``dev``, ``test``)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    try:
+        data = datasets.load_dataset(name, config, revision=revision)
+    except Exception as err:
+        words = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise DataFileError("data.dataset", name, "datasets.load_dataset cannot load it: "
+                            + words) from None
+    found = {ours: next((s for s in theirs if s in data), None) for ours, theirs in
+             (("train", ("train",)), ("val", ("validation", "val", "dev")), ("test", ("test",)))}
+    if found["train"] is None or (found["val"] is None) != (found["test"] is None):
+        raise DataFileError("data.dataset", name, f"a train split, and validation and test "
+                            f"splits or neither; it has {', '.join(data) or 'none'}")
+    out = {}
+    for ours, theirs in found.items():
+        if theirs is None:
+            continue
+        split = data[theirs]
+        texts = []
+        for key, column in zip(("data.source", "data.target"), columns, strict=True):
+            if column not in split.column_names:
+                raise DataFileError(key, name, f"no column {column!r} in its {theirs} split; "
+                                    f"it has {', '.join(map(repr, split.column_names))}")
+            values = split.data.column(column).to_pylist()
+            for i, value in enumerate(values):
+                if value is None or not str(value).strip():
+                    raise DataFileError(key, name, f"row {i + 1} of its {theirs} split: "
+                                        f"{column!r} is {'missing' if value is None else 'empty'}"
+                                        "; every source and target needs text")
+            texts.append([str(v) for v in values])
+        out[ours] = (texts[0], texts[1])
+    return out
 
 
 # -- grouping and encoding -----------------------------------------------------------------
