@@ -228,8 +228,9 @@ def validate(cfg: DictConfig) -> None:
     smoothing = cfg.get("label_smoothing", 0.0)
     check(isinstance(smoothing, int | float) and 0.0 <= smoothing < 1.0, "label_smoothing",
           smoothing, "a share in [0, 1) (0: plain cross-entropy)")
-    check(1 <= cfg.eval.beam_size <= MAX_BEAM, "eval.beam_size", cfg.eval.beam_size,
-           f"an int in [1, {MAX_BEAM}]")
+    for key in ("beam_size", "val_beam_size"):
+        check(1 <= cfg.eval[key] <= MAX_BEAM, f"eval.{key}", cfg.eval[key],
+              f"an int in [1, {MAX_BEAM}]")
     pad_to = cfg.accel.get("pad_to", 8)
     check(is_int(pad_to) and 1 <= pad_to <= MAX_SEQUENCE_LENGTH, "accel.pad_to", pad_to,
           f"an int in [1, {MAX_SEQUENCE_LENGTH}]: lengths are padded to a multiple of it")

@@ -54,7 +54,8 @@ class Seq2SeqModule(L.LightningModule):
 
     Training feeds the ground truth with the model's ``teacher_forcing`` ratio. Validation
     and test report the teacher-forced loss (a likelihood, no prediction uses the ground
-    truth) and score free-running decodes: greedy, or beam search with ``beam_size`` > 1.
+    truth) and score free-running decodes: greedy, or beam search with ``beam_size`` > 1 at
+    test (``val_beam_size`` at validation: greedy by default, every epoch stays cheap).
     Token tasks log ``{stage}/token_acc`` and ``{stage}/seq_acc`` (any reference counts
     where a task has several), plus ``per``/``wer`` with references, and the test sequence
     accuracy per source-length bucket (``test/seq_acc/len_01-05``, ...). Tasks read from
@@ -75,6 +76,7 @@ class Seq2SeqModule(L.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         monitor: str = "val/loss",
         beam_size: int = 1,
+        val_beam_size: int = 1,
         length_penalty: float = 0.0,
         max_decode_len: int | None = None,
         references: bool = False,
@@ -119,6 +121,7 @@ class Seq2SeqModule(L.LightningModule):
             scheduler=scheduler,
             monitor=cfg.monitor,
             beam_size=cfg.eval.beam_size,
+            val_beam_size=cfg.eval.val_beam_size,
             length_penalty=cfg.eval.length_penalty,
             max_decode_len=spec.max_target_len + DECODE_MARGIN,
             references=spec.has_references,
@@ -189,7 +192,7 @@ class Seq2SeqModule(L.LightningModule):
         scored = self.net(batch.src, batch.src_lengths, target=target, teacher_forcing=1.0)
         self.log(f"{stage}/loss", self.loss(scored.outputs, target), sync_dist=True,
                  batch_size=size)
-        pred = self.decode(batch)
+        pred = self.decode(batch, stage)
         texts = None
         if self.codec is not None:
             texts = [self.codec.decode(row) for row in pred.tolist()]
@@ -263,13 +266,15 @@ class Seq2SeqModule(L.LightningModule):
         for metric in self.examples.values():
             metric.reset()
 
-    def decode(self, batch: Batch) -> torch.Tensor:
-        """Free-running predictions: token ids (B, T') or vectors (B, T, D)."""
+    def decode(self, batch: Batch, stage: str = "test") -> torch.Tensor:
+        """Free-running predictions: token ids (B, T') or vectors (B, T, D); beam search of
+        ``beam_size`` at test, of ``val_beam_size`` (greedy by default) at validation."""
         if not self.tokens:
             return self.net(batch.src, batch.src_lengths, max_len=batch.tgt.shape[1]).outputs
         max_len = self.hparams.max_decode_len or batch.tgt.shape[1]
+        beam = self.hparams.beam_size if stage == "test" else self.hparams.val_beam_size
         return self.net.generate(
-            batch.src, batch.src_lengths, max_len=max_len, beam_size=self.hparams.beam_size,
+            batch.src, batch.src_lengths, max_len=max_len, beam_size=beam,
             length_penalty=self.hparams.length_penalty,
         ).sequences
 

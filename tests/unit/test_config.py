@@ -25,6 +25,7 @@ from pipeline.tracking.naming import config_hash, flatten
         ("model.teacher_forcing=2", "model.teacher_forcing"),
         ("data.batch_size=0", "data.batch_size"),
         ("eval.beam_size=0", "eval.beam_size"),
+        ("eval.val_beam_size=0", "eval.val_beam_size"),
         ("eval.bucket_width=0", "eval.bucket_width"),
     ],
 )

@@ -33,3 +33,20 @@ def test_label_smoothing_enters_the_training_loss_only(smoothing):
     plain = F.cross_entropy(module.net(src, batch.src_lengths, target=tgt,
                                        teacher_forcing=1.0).outputs.flatten(0, 1), tgt.flatten())
     torch.testing.assert_close(logged["val/loss"], plain)
+
+
+def test_validation_decodes_greedily_and_test_with_the_beam():
+    module = Seq2SeqModule(NET, beam_size=4, val_beam_size=1, max_decode_len=6)
+    asked = []
+    generate = module.net.generate
+
+    def recording(*args, beam_size=1, **kwargs):
+        asked.append(beam_size)
+        return generate(*args, beam_size=beam_size, **kwargs)
+
+    module.net.generate = recording
+    src = torch.randint(4, 12, (3, 5))
+    batch = Batch(src, torch.full((3,), 5), torch.randint(4, 12, (3, 4)), torch.arange(3))
+    module.decode(batch, "val")
+    module.decode(batch, "test")
+    assert asked == [1, 4]
