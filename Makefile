@@ -83,6 +83,9 @@ server: $(NEEDS)  ## Shared tracking server: mlflow server on PostgreSQL, 127.0.
 bench: $(NEEDS)  ## Benchmarks: ratios measured side by side (ARGS=--full for more sizes)
 	$(PY) -m pipeline.bench $(ARGS)
 
+bench-peer: $(NEEDS)  ## Against OpenNMT-py (installed into outputs/bench/peer): tok/s and accuracy (ARGS=--rounds 3)
+	$(PY) -m pipeline.bench.peer $(ARGS)
+
 gpu-check: $(NEEDS)  ## On an NVIDIA GPU: the gpu tests and the GPU benchmark, one table
 	$(PY) -m pipeline.bench --gpu-check
 

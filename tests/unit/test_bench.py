@@ -49,3 +49,22 @@ def test_tiny_bench_writes_the_json_and_the_table(tmp_path):
     assert "n/a (no GPU)" in saved["table"] or torch.cuda.is_available()
     assert (tmp_path / "latest.md").read_text() == saved["table"] + "\n"
     assert saved["reference"][0]["same_outputs"]
+
+
+def test_the_peer_bench_reads_opennmt_reports_and_writes_its_config(tmp_path):
+    """Target tokens and seconds from OpenNMT-py's report lines, the first window left out;
+    its config asks for the model the project's default matches."""
+    from pipeline.bench.peer import peer_config, window_rates
+
+    log = "\n".join(
+        f"[INFO] Step {s}/  300; acc: 90.0; ppl: 1.3; xent: 0.3; lr: 0.00300; sents: 3200; "
+        f"bsz:  400/ {t}/64; 9000/{r} tok/s;     {s // 10} sec;"
+        for s, t, r in [(50, 460, 100), (100, 500, 5000), (150, 400, 8000)])
+    tokens, seconds = window_rates(log)
+    assert tokens == 500 * 50 + 400 * 50
+    assert seconds == pytest.approx(500 * 50 / 5000 + 400 * 50 / 8000)
+    files = {k: tmp_path / k for k in ("train.src", "train.tgt", "val.src", "val.tgt")}
+    config = json.loads(peer_config(tmp_path, files, 1563).read_text())
+    assert (config["encoder_type"], config["global_attention"], config["input_feed"],
+            config["hidden_size"], config["batch_size"], config["train_steps"]) == (
+        "brnn", "mlp", 1, 128, 64, 1563)
