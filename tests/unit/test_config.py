@@ -142,3 +142,10 @@ def test_the_monitored_metric_has_its_direction_by_name(compose_cfg):
         cfg = compose_cfg(*overrides)
         fill_monitor(cfg)
         assert (cfg.monitor, cfg.monitor_mode) == (monitor, mode), overrides
+
+
+def test_threads_leave_a_core_free_or_share_them_among_jobs():
+    from pipeline.build import default_threads
+
+    assert [default_threads(c, 1) for c in (1, 2, 8)] == [1, 1, 7]
+    assert [default_threads(c, j) for c, j in ((2, 2), (8, 2), (8, 3), (2, 4))] == [1, 4, 2, 1]
