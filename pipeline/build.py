@@ -146,9 +146,8 @@ def replicates(cfg: DictConfig) -> Iterator[DictConfig]:
 
 def default_threads(cores: int, jobs: int) -> int:
     """Threads of a job where ``threads`` is unset: its share of the cores under parallel
-    jobs, else every core but one. A small RNN whose threads meet a busy core slows down
-    several times (on 2 cores, 2 threads beside one busy core: 28 s an epoch against 7 s
-    alone; 1 thread: 10 s either way), so one core stays free for the rest of the machine."""
+    jobs, else every core but one: a small RNN whose threads meet a busy core slows down
+    several times (docs/results.md), so one core stays free for the rest of the machine."""
     return max(1, cores // jobs) if jobs > 1 else max(1, cores - 1)
 
 
