@@ -34,16 +34,19 @@ class KillAt(Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.stage != "upload":
             return
+        import mlflow.pyfunc
         import mlflow.pytorch
 
-        log_model = mlflow.pytorch.log_model
+        for flavour in (mlflow.pyfunc, mlflow.pytorch):  # token models, vector models
+            flavour.log_model = self._dying_after(flavour.log_model)
 
+    def _dying_after(self, log_model):
         def log_then_die(*args, **kwargs):
             info = log_model(*args, **kwargs)
             self._kill("upload")
             return info
 
-        mlflow.pytorch.log_model = log_then_die
+        return log_then_die
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == 0:
