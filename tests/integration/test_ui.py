@@ -192,7 +192,7 @@ def test_ui_lists_the_sweep_and_opens_a_childs_attention_heatmap(tmp_path, sweep
             page.goto(f"{base}/#/experiments/{eid}/runs/{parent.info.run_id}/artifacts"
                       "?workflowType=machine_learning")
             page.get_by_text("summary.md", exact=True).click()
-            expect(page.get_by_text("Cells ranked by mean val/seq_acc").first).to_be_visible(
+            expect(page.get_by_text("Candidates ranked by mean val/seq_acc").first).to_be_visible(
                 timeout=WAIT_MS)
             page.screenshot(path=SHOTS / "summary.png")
 
