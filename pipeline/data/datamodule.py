@@ -84,9 +84,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
             "version": CACHE_VERSION, "task": self.hparams.task, "options": self.options,
             "sizes": self.sizes, "seed": self.hparams.seed,
         }
-        fingerprint = getattr(self.task, "fingerprint", None)
+        fingerprint = self.task.fingerprint()
         if fingerprint is not None:  # files: their content, not only their names
-            settings["content"] = fingerprint()
+            settings["content"] = fingerprint
         blob = json.dumps(settings, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -125,10 +125,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 for name, split in splits.items()
             }}
         vocabs = self.task.vocabularies(splits)
-        tokenizers = getattr(self.task, "tokenizers_json", None)
         return {
             "vocabs": tuple(v.itos for v in vocabs),
-            "tokenizers": None if tokenizers is None else tokenizers(),
+            "tokenizers": self.task.tokenizers_json(),
             "splits": {name: self.task.encode(name, split, vocabs)
                        for name, split in splits.items()},
         }

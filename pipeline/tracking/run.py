@@ -73,9 +73,8 @@ def tracked_run(cfg: DictConfig, trainer, datamodule, previous: Run | None,
         if previous is not None:
             resume.supersede(client, previous, run_id)
         artifacts.log_config(client, run_id, cfg)
-        files = getattr(datamodule.task, "sources", None)  # the user's files: no arrays
-        splits = files() if files else {split: datamodule.arrays(split)
-                                        for split in ("train", "val", "test")}
+        splits = datamodule.task.sources() or {  # the user's files: no arrays
+            split: datamodule.arrays(split) for split in ("train", "val", "test")}
         artifacts.log_datasets(client, run_id, cfg.data.task, splits)
     # Ranks that SLURM or torchrun started run this too; only rank 0 has a real run.
     monitor = (artifacts.start_system_metrics(run_id, uri) if rank_zero_only.rank == 0

@@ -225,3 +225,14 @@ def test_a_hugging_face_dataset_folder_gives_the_same_splits(tmp_path):
         Files(dataset=str(folder), train=str(tmp_path / "train.tsv"))
     with pytest.raises(DataFileError, match="datasets.load_dataset cannot load it"):
         Files(dataset=str(tmp_path / "nothing-here")).build(0, ALL)
+
+
+def test_a_dataset_whose_training_pairs_are_all_too_long_is_named(tmp_path):
+    folder = tmp_path / "long"
+    folder.mkdir()
+    for split in ("train", "validation", "test"):
+        pd.DataFrame([("abcdef", "fedcba")], columns=["source", "target"]).to_csv(
+            folder / f"{split}.csv", index=False)
+    dm = Seq2SeqDataModule("files", dataset=str(folder), max_len=3)
+    with pytest.raises(DataFileError, match=r"^data\.dataset: .*long: every training pair"):
+        dm.prepare_data()

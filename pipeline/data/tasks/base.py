@@ -55,6 +55,20 @@ class Task(ABC):
     def build(self, seed: int, sizes: dict[str, int]) -> dict[str, TokenSplit | VectorSplit]:
         """The train/val/test splits."""
 
+    def fingerprint(self) -> str | None:
+        """A digest of the data the task reads beyond its settings (the user's files), for
+        the cache key; None where the settings alone fix the data."""
+        return None
+
+    def sources(self) -> dict[str, dict] | None:
+        """Each split's files and content digest (the run's dataset inputs), where it is
+        read from files; None where the splits are logged as arrays."""
+        return None
+
+    def tokenizers_json(self) -> dict | None:
+        """What ``tokenizers.json`` holds, for a task that splits text itself."""
+        return None
+
 
 class TokenTask(Task):
     """A task over symbol sequences; vocabularies come from ``vocabularies``."""

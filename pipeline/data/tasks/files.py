@@ -106,6 +106,7 @@ class Files(TokenTask):
         self.tokenizers: tuple[Tokenizer, Tokenizer] = (
             make_tokenizer(source_tokenizer or tokenizer, subword_vocab_size),
             make_tokenizer(target_tokenizer or tokenizer, subword_vocab_size))
+        self.digests: dict[Path, str] = {}  # each file read once for its content digest
 
     # -- what the data module asks ------------------------------------------------------
 
@@ -114,10 +115,23 @@ class Files(TokenTask):
         dataset is known by its name, configuration and revision."""
         digest = hashlib.sha256()
         for path in self.paths():
-            digest.update(file_digest(path).encode())
+            digest.update(self.digest(path).encode())
         if self.dataset is not None:
             digest.update(repr(self.dataset).encode())
         return digest.hexdigest()[:16]
+
+    def digest(self, path: Path) -> str:
+        """``path``'s content digest, computed once per task."""
+        if path not in self.digests:
+            self.digests[path] = file_digest(path)
+        return self.digests[path]
+
+    def where(self, name: str) -> tuple[str, Path | str]:
+        """The setting and the file (or dataset) that split ``name`` comes from."""
+        if self.dataset is not None:
+            return "data.dataset", self.dataset[0]
+        files = self.files.get(name, self.files["train"])
+        return files.key, files.paths[0]
 
     def paths(self) -> list[Path]:
         """Every file read: the split files, or a local dataset folder's files."""
@@ -136,7 +150,7 @@ class Files(TokenTask):
                            .hexdigest()[:32]} for name in SPLITS}
         for name in SPLITS:
             files = self.files.get(name, self.files["train"])
-            digest = hashlib.sha256("".join(map(file_digest, files.paths)).encode())
+            digest = hashlib.sha256("".join(map(self.digest, files.paths)).encode())
             if name not in self.files or "val" not in self.files:
                 digest.update(f"{name}:{self.fractions}:{self.salt}".encode())
             out[name] = {"paths": [str(p) for p in files.paths],
@@ -157,12 +171,10 @@ class Files(TokenTask):
         for name in SPLITS:
             sources, targets = pairs[name]
             if not sources:
-                files = self.files.get(name, self.files.get("train"))
-                key, where = ((files.key, files.paths[0]) if files is not None
-                              else ("data.dataset", self.dataset[0]))
+                key, where = self.where(name)
                 raise DataFileError(key, where, f"the {name} split is empty" + (
                     " (raise data.val_fraction/data.test_fraction, or give val and test)"
-                    if files is None or files.key == "data.train" else ""))
+                    if key != f"data.{name}" else ""))
             splits[name] = group(sources, targets, sizes.get(name))
         return splits
 
@@ -196,9 +208,8 @@ class Files(TokenTask):
                 log.info("data: %d of %d training pairs have more than data.max_len=%d tokens "
                          "and are left out", int((~keep).sum()), len(keep), self.max_len)
             if not keep.any():
-                raise DataFileError(self.files["train"].key, self.files["train"].paths[0],
-                                    f"every training pair has more than data.max_len="
-                                    f"{self.max_len} tokens on a side")
+                raise DataFileError(*self.where("train"), f"every training pair has more than "
+                                    f"data.max_len={self.max_len} tokens on a side")
             src, tgt = select(*src, keep), select(*tgt, keep)
         entry = {"src": packed(*src), "tgt": packed(*with_eos(*tgt))}
         refs = split.references
