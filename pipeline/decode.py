@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data.tokenize import TOKENIZER_FILE, TextCodec, load_tokenizers
+from pipeline.data.tokenize import TOKENIZER_FILE, TextCodec, load_tokenizers, tokenizers_json
 from pipeline.data.vocab import (
     PAD,
     SPECIALS,
@@ -67,8 +67,8 @@ class Translator:
     longest output it may write. Inputs are decoded in batches of similar length.
 
     Saved as files in one folder (:meth:`save`, :meth:`load`): the network's settings
-    (``net.json``) and weights (``weights.pt``), ``vocabularies.json`` and, for a model of
-    text files, ``tokenizers.json``; without it both sides are whitespace-separated symbols.
+    (``net.json``) and weights (``weights.pt``), ``vocabularies.json`` and
+    ``tokenizers.json`` (where it is missing, both sides are whitespace-separated symbols).
     """
 
     def __init__(self, net: EncoderDecoder, source: TextCodec, target: TextCodec,
@@ -108,18 +108,17 @@ class Translator:
                 out[i] = self.target.decode(row)
         return out
 
-    def save(self, folder: Path, tokenizers: dict | None) -> dict[str, Path]:
+    def save(self, folder: Path) -> dict[str, Path]:
         """Write the model's files into ``folder``; returns them by name."""
         folder.mkdir(parents=True, exist_ok=True)
         files = {"net": folder / NET_FILE, "weights": folder / WEIGHTS_FILE,
-                 "vocabularies": folder / VOCAB_FILE}
+                 "vocabularies": folder / VOCAB_FILE, "tokenizers": folder / TOKENIZER_FILE}
         files["net"].write_text(json.dumps({"net": self.settings, "max_len": self.max_len}))
         torch.save(self.net.state_dict(), files["weights"])
         files["vocabularies"].write_text(json.dumps(
             vocabularies_json(self.source.vocab, self.target.vocab)))
-        if tokenizers is not None:
-            files["tokenizers"] = folder / TOKENIZER_FILE
-            files["tokenizers"].write_text(json.dumps(tokenizers))
+        files["tokenizers"].write_text(json.dumps(tokenizers_json(self.source.tokenizer,
+                                                                   self.target.tokenizer)))
         return files
 
     @classmethod

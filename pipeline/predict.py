@@ -24,7 +24,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.data.tokenize import TextCodec, load_tokenizers
+from pipeline.data.tokenize import TextCodec, tokenizers_from_json
 from pipeline.data.vocab import VOCAB_FILE, load_vocabularies
 from pipeline.decode import InputError, Translator
 from pipeline.errors import ConfigError, DataFileError
@@ -48,7 +48,7 @@ def load(model_uri: str, max_len: int | None) -> Translator:
     else:
         net = mlflow.pytorch.load_model(str(local))
         vocabs = load_vocabularies(next(local.rglob(VOCAB_FILE)))
-        source, target = load_tokenizers(None)
+        source, target = tokenizers_from_json(None)
         translator = Translator(net, TextCodec(source, vocabs[0]), TextCodec(target, vocabs[1]),
                                 max_len or LEGACY_MAX_LEN)
     if max_len:

@@ -17,7 +17,7 @@ from importlib.metadata import version
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from pipeline.data.tokenize import TextCodec, from_json, load_tokenizers
+from pipeline.data.tokenize import TextCodec, tokenizers_from_json
 from pipeline.decode import Translator, decode
 from pipeline.serving import log_text_model
 from pipeline.tracking import artifacts, plots
@@ -34,8 +34,7 @@ class Report(Callback):
     @staticmethod
     def translator(net, vocabs, tokenizers: dict | None, hparams) -> Translator:
         """The trained network with its codecs, as predicting and serving load it."""
-        source, target = load_tokenizers(None) if tokenizers is None else (
-            from_json(tokenizers["source"]), from_json(tokenizers["target"]))
+        source, target = tokenizers_from_json(tokenizers)
         return Translator(net, TextCodec(source, vocabs[0]), TextCodec(target, vocabs[1]),
                           hparams.max_decode_len, hparams.net)
 
@@ -62,8 +61,7 @@ class Report(Callback):
         else:
             translator = self.translator(net, vocabs, datamodule.tokenizers, hparams)
             source, target = translator.source.tokenizer.join, translator.target.tokenizer.join
-            log_text_model(trainer.logger.tracking_uri, run_id, translator,
-                           datamodule.tokenizers, requirements,
+            log_text_model(trainer.logger.tracking_uri, run_id, translator, requirements,
                            [source(vocabs[0].decode(test[i]["src"]))
                             for i in range(min(3, len(test)))])
         examples = pl_module.test_examples

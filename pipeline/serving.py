@@ -20,13 +20,14 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from pipeline.config import MAX_BEAM
 from pipeline.decode import InputError, Translator
+from pipeline.tracking.artifacts import log_to_run
 
 SOURCE, PREDICTION = "source", "prediction"
 SIGNATURE = ModelSignature(
@@ -53,8 +54,8 @@ class TextModel(mlflow.pyfunc.PythonModel):
         try:
             if not all(isinstance(t, str) for t in texts):
                 raise InputError(f"every {SOURCE!r} must be a string")
-            if not 1 <= beam <= 100:
-                raise InputError(f"beam_size={beam} is invalid: an int in [1, 100]")
+            if not 1 <= beam <= MAX_BEAM:
+                raise InputError(f"beam_size={beam} is invalid: an int in [1, {MAX_BEAM}]")
             self.translator.check(texts, params.get("unknown", "error"))
         except InputError as err:
             raise MlflowException(str(err), INVALID_PARAMETER_VALUE) from None
@@ -62,22 +63,12 @@ class TextModel(mlflow.pyfunc.PythonModel):
 
 
 def log_text_model(tracking_uri: str, run_id: str, translator: Translator,
-                   tokenizers: dict | None, requirements: list[str],
-                   examples: list[str]) -> str:
+                   requirements: list[str], examples: list[str]) -> str:
     """Log ``translator`` to the run as the pyfunc model ``model`` (its files as artifacts,
-    ``examples`` as the input example). Returns its URI, also set as the run's
-    ``model_uri`` tag; the run stays RUNNING for its owner to close."""
-    mlflow.set_tracking_uri(tracking_uri)
+    ``examples`` as the input example); see :func:`artifacts.log_to_run`."""
     with tempfile.TemporaryDirectory() as tmp:
-        files = translator.save(Path(tmp), tokenizers)
-        mlflow.start_run(run_id=run_id)
-        try:
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=TextModel(),
-                artifacts={k: str(v) for k, v in files.items()}, signature=SIGNATURE,
-                input_example=pd.DataFrame({SOURCE: examples}), pip_requirements=requirements,
-            )
-        finally:
-            mlflow.end_run(status="RUNNING")
-    MlflowClient(tracking_uri).set_tag(run_id, "model_uri", info.model_uri)
-    return info.model_uri
+        files = translator.save(Path(tmp))
+        return log_to_run(tracking_uri, run_id, lambda: mlflow.pyfunc.log_model(
+            name="model", python_model=TextModel(),
+            artifacts={k: str(v) for k, v in files.items()}, signature=SIGNATURE,
+            input_example=pd.DataFrame({SOURCE: examples}), pip_requirements=requirements))

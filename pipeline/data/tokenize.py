@@ -188,16 +188,23 @@ def tokenizers_json(source: Tokenizer, target: Tokenizer) -> dict:
     return {"source": source.to_json(), "target": target.to_json()}
 
 
-def load_tokenizers(path: Path | None) -> tuple[Tokenizer, Tokenizer]:
-    """(source, target) tokenizers from a ``tokenizers.json``; without one (the built-in
-    tasks), whitespace-separated symbols on both sides."""
-    if path is None:
+def tokenizers_from_json(spec: dict | None) -> tuple[Tokenizer, Tokenizer]:
+    """(source, target) tokenizers as :func:`tokenizers_json` described them; without a
+    description (the built-in tasks), whitespace-separated symbols on both sides."""
+    if spec is None:
         return Words(), Words()
+    return from_json(spec["source"]), from_json(spec["target"])
+
+
+def load_tokenizers(path: Path | None) -> tuple[Tokenizer, Tokenizer]:
+    """(source, target) tokenizers from a ``tokenizers.json`` (:func:`tokenizers_from_json`;
+    without one, whitespace-separated symbols)."""
+    if path is None:
+        return tokenizers_from_json(None)
     from pipeline.files import DamagedFile, why_damaged
 
     try:  # a file that is not whole is named in one line (predict, serving)
-        spec = json.loads(Path(path).read_text())
-        return from_json(spec["source"]), from_json(spec["target"])
+        return tokenizers_from_json(json.loads(Path(path).read_text()))
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise DamagedFile(path, why_damaged(err)) from err
 

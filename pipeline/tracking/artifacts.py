@@ -3,7 +3,6 @@ its failure, and the system metrics monitor."""
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -113,26 +112,22 @@ def record_failure(client: MlflowClient, run_id: str, err: BaseException) -> Non
                   "a resumed sweep continues it", run_id, as_disk_full(store, "the tracking store"))
 
 
-def log_model(
-    tracking_uri: str, run_id: str, net, requirements: list[str], extra: dict | None = None
-) -> str:
-    """The trained network as an MLflow PyTorch model (pickle: ``generate`` keeps working),
-    with ``extra`` JSON files beside it (the vocabularies). Returns the model's URI, also
-    set as the run's ``model_uri`` tag. The run stays RUNNING (MLflow's fluent ``start_run``
-    would end it FINISHED; its owner closes it once everything is logged)."""
+def log_model(tracking_uri: str, run_id: str, net, requirements: list[str]) -> str:
+    """The trained network (a vector task's) as an MLflow PyTorch model (pickle:
+    ``generate`` keeps working); see :func:`log_to_run`."""
+    return log_to_run(tracking_uri, run_id, lambda: mlflow.pytorch.log_model(
+        net, name="model", serialization_format="pickle", pip_requirements=requirements))
+
+
+def log_to_run(tracking_uri: str, run_id: str, log) -> str:
+    """Call ``log`` (an MLflow ``log_model``) inside the run; returns the model's URI, also
+    set as the run's ``model_uri`` tag. The run stays RUNNING (MLflow's fluent
+    ``start_run`` would end it FINISHED; its owner closes it once everything is logged)."""
     mlflow.set_tracking_uri(tracking_uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        files = []
-        for name, content in (extra or {}).items():
-            files.append(str(Path(tmp) / name))
-            Path(files[-1]).write_text(json.dumps(content))
-        mlflow.start_run(run_id=run_id)
-        try:
-            info = mlflow.pytorch.log_model(
-                net, name="model", serialization_format="pickle",
-                pip_requirements=requirements, extra_files=files or None,
-            )
-        finally:
-            mlflow.end_run(status="RUNNING")
+    mlflow.start_run(run_id=run_id)
+    try:
+        info = log()
+    finally:
+        mlflow.end_run(status="RUNNING")
     MlflowClient(tracking_uri).set_tag(run_id, "model_uri", info.model_uri)
     return info.model_uri
