@@ -56,7 +56,6 @@ def split_files(key: str, value, fmt: str) -> SplitFiles:
     return SplitFiles(key, paths, fmt)
 
 
-
 def read_pairs(files: SplitFiles, columns: tuple, header: bool) -> tuple[list[str], list[str]]:
     """The (sources, targets) texts of one split, every one non-empty."""
     if files.format == "text":
@@ -69,7 +68,7 @@ def read_pairs(files: SplitFiles, columns: tuple, header: bool) -> tuple[list[st
     table = load_table(files, header, columns)
     out = []
     for column in columns:
-        name = column if isinstance(column, str) else str(column)
+        name = str(column)
         values = table.column(name).to_pylist()
         check_values(files, files.paths[0], name, values, header)
         out.append(values)
@@ -101,14 +100,11 @@ def load_table(files: SplitFiles, header: bool, columns: tuple):
                                         f"(data.header=false: columns by position), got "
                                         f"{column!r}", line=1)
             names = [str(i) for i in range(len(names))]
-        import datasets
-
-        kwargs = dict(**csv_dialect(fmt), header=0 if header else None,
-                      column_names=None if header else names, keep_default_na=False,
-                      na_filter=False, skip_blank_lines=False,
-                      features=datasets.Features({n: datasets.Value("string") for n in names}))
-        if not header:
-            kwargs.pop("header")
+        datasets = quiet_datasets()
+        kwargs = dict(**csv_dialect(fmt), keep_default_na=False, na_filter=False,
+                      skip_blank_lines=False,
+                      features=datasets.Features({n: datasets.Value("string") for n in names}),
+                      **({"header": 0} if header else {"column_names": names}))
         return load(files, path, "csv", kwargs)
     table = load(files, path, "json" if fmt == "jsonl" else "parquet", kwargs)
     for key, column in zip(("data.source", "data.target"), columns, strict=True):
@@ -125,10 +121,7 @@ def load(files: SplitFiles, path: Path, builder: str, kwargs: dict):
     """``datasets.load_dataset(builder, data_files=path)`` as an Arrow table, its cache in a
     temporary folder (the data module caches the result by content); a file the library
     cannot read is diagnosed line by line (:func:`diagnose`)."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    datasets = quiet_datasets()
     with tempfile.TemporaryDirectory(prefix="seq2seq-datasets-") as cache:
         try:
             data = datasets.load_dataset(builder, data_files={"split": str(path)}, split="split",
@@ -217,10 +210,7 @@ def read_dataset(name: str, config: str | None, revision: str | None,
                  columns: tuple) -> dict[str, tuple[list[str], list[str]]]:
     """A Hugging Face dataset's (sources, targets) per split: ``train``, and ``val`` and
     ``test`` where it has them (``validation``/``val``/``dev``, ``test``)."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    datasets = quiet_datasets()
     try:
         data = datasets.load_dataset(name, config, revision=revision)
     except Exception as err:
@@ -251,6 +241,15 @@ def read_dataset(name: str, config: str | None, revision: str | None,
             texts.append([str(v) for v in values])
         out[ours] = (texts[0], texts[1])
     return out
+
+
+def quiet_datasets():
+    """Hugging Face ``datasets``, imported on first use, without progress bars or info logs."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    return datasets
 
 
 def file_digest(path: Path) -> str:
