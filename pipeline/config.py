@@ -63,8 +63,8 @@ class DataConfig:
     seed: int = 0
     num_workers: int = 0
     cache_dir: str | None = None
-    # Batches of similar input length (token tasks): far less padding, other batch mixes.
-    bucket_by_length: bool = False
+    # Batches of similar length (token tasks), in random order: far less padding.
+    bucket_by_length: bool = True
 
 
 @dataclass

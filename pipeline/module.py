@@ -52,7 +52,10 @@ class NonFiniteLossError(RuntimeError):
 class Seq2SeqModule(L.LightningModule):
     """Wraps an :class:`EncoderDecoder` built from ``net`` (a config with ``_target_``).
 
-    Training feeds the ground truth with the model's ``teacher_forcing`` ratio. Validation
+    Training feeds the ground truth with the model's ``teacher_forcing`` ratio; its loss
+    (``train/loss``) sums the batch's token losses over its sequences times the training
+    targets' mean length (``mean_target_len``): the mean per token on average, with every
+    token weighing the same in short and long batches (length buckets). Validation
     and test report the teacher-forced loss (a likelihood, no prediction uses the ground
     truth) and score free-running decodes: greedy, or beam search with ``beam_size`` > 1 at
     test (``val_beam_size`` at validation: greedy by default, every epoch stays cheap).
@@ -87,6 +90,7 @@ class Seq2SeqModule(L.LightningModule):
         label_smoothing: float = 0.0,
         graph_pad_to: int = 8,
         text: dict | None = None,
+        mean_target_len: float | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -132,6 +136,7 @@ class Seq2SeqModule(L.LightningModule):
             label_smoothing=cfg.get("label_smoothing", 0.0),
             graph_pad_to=cfg.accel.get("pad_to", 8),
             text=spec.text,
+            mean_target_len=spec.mean_target_len,
         )
 
     @property
@@ -167,20 +172,25 @@ class Seq2SeqModule(L.LightningModule):
     def forward(self, src, src_lengths=None, **kwargs):
         return self.net.generate(src, src_lengths, **kwargs)
 
-    def loss(self, outputs: torch.Tensor, target: torch.Tensor,
-             label_smoothing: float = 0.0) -> torch.Tensor:
-        """Cross-entropy over the real target tokens (mse for vectors)."""
-        if self.tokens:
-            return F.cross_entropy(outputs.flatten(0, 1), target.flatten(),
-                                   ignore_index=self.net.pad_id, label_smoothing=label_smoothing)
-        return F.mse_loss(outputs, target)
+    def loss(self, outputs: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
+             per_token: float | None = None) -> torch.Tensor:
+        """Cross-entropy over the real target tokens (mse for vectors): their mean, or with
+        ``per_token`` their sum over (sequences x ``per_token``), so that every token weighs
+        the same whichever batch it is in (batches of long sequences weigh more)."""
+        if not self.tokens:
+            return F.mse_loss(outputs, target)
+        loss = F.cross_entropy(outputs.flatten(0, 1), target.flatten(),
+                               ignore_index=self.net.pad_id, label_smoothing=label_smoothing,
+                               reduction="mean" if per_token is None else "sum")
+        return loss if per_token is None else loss / (target.shape[0] * per_token)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         if self.graphs is not None and self.graphs.applies(batch.src):
             outputs = self.graphs(batch.src, batch.src_lengths, batch.tgt)
         else:
             outputs = self.net(batch.src, batch.src_lengths, target=batch.tgt).outputs
-        loss = self.loss(outputs, batch.tgt, self.hparams.label_smoothing)
+        loss = self.loss(outputs, batch.tgt, self.hparams.label_smoothing,
+                         self.hparams.mean_target_len)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(loss.item(), self.current_epoch, self.global_step)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,

@@ -44,6 +44,8 @@ class DataSpec:
     mase_scale: float | None = None
     # Text tasks: the target vocabulary's symbols and tokenizer, to score predictions as text.
     text: dict | None = None
+    # Token tasks: the training targets' mean length (EOS included), the training loss's scale.
+    mean_target_len: float | None = None
 
 
 class Seq2SeqDataModule(L.LightningDataModule):
@@ -65,7 +67,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         cache_dir: str | None = None,
-        bucket_by_length: bool = False,
+        bucket_by_length: bool = True,
         **options,
     ):
         super().__init__()
@@ -162,8 +164,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
         longest_src = max(int(self.dataset(s).source_lengths().max()) for s in SPLITS)
         if self.kind == "tokens":
             src, tgt = self.data["vocabs"]
+            lengths = train["tgt"].lengths()
             return DataSpec("tokens", len(src), len(tgt), longest_src,
-                            int(train["tgt"].lengths().max()), "refs" in train,
+                            int(lengths.max()), "refs" in train,
+                            mean_target_len=float(lengths.float().mean()),
                             text=None if self.tokenizers is None else {
                                 "symbols": list(tgt), "tokenizer": self.tokenizers["target"]})
         extra = train.get("extra") or {}

@@ -52,6 +52,7 @@ from pipeline.models.cells import (
     top_of,
 )
 from pipeline.models.encoder import Encoded
+from pipeline.models.feeding_loop import feeding_loop
 
 
 @dataclass
@@ -212,6 +213,14 @@ class Decoder(nn.Module):
             h, _ = self.rnn(x, state)
             return self._output(h, source)
         first = self._first_gates(prev, source, steps).transpose(0, 1)  # (T, B, G)
+        if self._loop_applies(source):
+            h, c = (s[0] for s in state)
+            fast = source.weights
+            hs, contexts, weights = feeding_loop(
+                first, h, c, source.keys, source.memory, source.bias, fast.top_weight,
+                fast.top_bias, self.attention.v.weight, fast.context_weight)
+            out, _ = self._output(hs.transpose(0, 1), source, contexts.transpose(0, 1))
+            return out, weights.transpose(0, 1)
         layers, hs, contexts, weights = split_layers(state), [], [], []
         for first_t in first.unbind(0):  # unbind: one gradient copy back, not one per step
             layers, ctx, w = self._advance(first_t, layers, source)
@@ -220,6 +229,13 @@ class Decoder(nn.Module):
             weights.append(w)
         out, _ = self._output(torch.stack(hs, 1), source, torch.stack(contexts, 1))
         return out, torch.stack(weights, 1)
+
+    def _loop_applies(self, source: Source) -> bool:
+        """Whether :func:`feeding_loop` runs the input-feeding steps: one LSTM layer,
+        additive attention, no autocast (elsewhere autograd records every step)."""
+        return (isinstance(self.rnn, nn.LSTM) and self.rnn.num_layers == 1
+                and self.attention.kind == "additive"
+                and not torch.is_autocast_enabled(source.memory.device.type))
 
     def _inputs(self, prev: torch.Tensor | None, source: Source, steps: int) -> torch.Tensor:
         """Decoder inputs (B, T, E): the embedded previous outputs, or the repeated summary

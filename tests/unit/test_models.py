@@ -5,6 +5,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from pipeline.models import EncoderDecoder
+from pipeline.models import encoder as encoder_module
 from pipeline.models.attention import Attention
 from pipeline.models.search import beam_search
 
@@ -224,6 +225,29 @@ def test_bidirectional_backward_direction_reads_from_the_last_real_token():
         getattr(backward, name).data = getattr(enc.rnn, name + "_reverse").data
     _, (expected, _) = backward(x[1:2, :3].flip(1))  # row 1 has 3 real tokens
     torch.testing.assert_close(h[1, 1], expected[0, 0])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_encoder_runs_each_length_alone_as_a_packed_sequence_would(cell, monkeypatch):
+    """The CPU's one call per distinct length equals one packed call: outputs (zero on
+    padding), final states and gradients, for a 2-layer bidirectional stack."""
+    model = make(bidirectional=True, depth=2, cell=cell, bridge=True)
+    src, lengths, _ = batch()
+
+    def run():
+        enc = model.encode(src, lengths)
+        state = enc.state if isinstance(enc.state, tuple) else (enc.state,)
+        loss = enc.memory.square().sum() + sum(s.square().sum() for s in state)
+        return enc, torch.autograd.grad(loss, list(model.encoder.parameters()))
+
+    grouped = run()
+    monkeypatch.setattr(encoder_module, "MAX_LENGTH_GROUPS", 0)
+    packed = run()
+    torch.testing.assert_close(grouped[0].memory, packed[0].memory)
+    assert not grouped[0].memory[~grouped[0].mask].any()
+    torch.testing.assert_close(grouped[0].state, packed[0].state)
+    for a, b in zip(grouped[1], packed[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(attention="general", peek=True, cell="gru")])
