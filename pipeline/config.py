@@ -19,6 +19,7 @@ from pipeline.data.tasks import TASKS
 from pipeline.errors import ConfigError
 from pipeline.models.attention import AttentionType
 from pipeline.models.cells import Cell, Init
+from pipeline.models.encoder import Directions
 from pipeline.models.seq2seq import DEPTH_RULE, split_depth
 
 # Beyond these a run would not fit in memory or time on any machine this project targets.
@@ -42,6 +43,10 @@ class ModelConfig:
     dropout: float = 0.0
     io_dropout: float = 0.0
     bidirectional: bool = False
+    # How a bidirectional encoder's two directions make hidden_dim: project (each direction
+    # hidden_dim wide, concatenated, then projected) or split (each hidden_dim / 2 wide,
+    # concatenated, as OpenNMT-py's brnn).
+    directions: Directions = Directions.project
     bridge: bool = True
     peek: bool = False
     attention: AttentionType = AttentionType.none
@@ -197,6 +202,8 @@ def validate(cfg: DictConfig) -> None:
     check(m.hidden_dim >= 1, "model.hidden_dim", m.hidden_dim, "an int >= 1")
     check(m.embed_dim is None or m.embed_dim >= 1, "model.embed_dim", m.embed_dim,
            "null (= hidden_dim) or an int >= 1")
+    check(not (m.bidirectional and m.directions == "split" and m.hidden_dim % 2),
+          "model.hidden_dim", m.hidden_dim, "an even int with model.directions=split")
     check(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "a probability in [0, 1)")
     check(0.0 <= m.io_dropout < 1.0, "model.io_dropout", m.io_dropout,
            "a probability in [0, 1)")

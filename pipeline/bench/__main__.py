@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.bench import gpu, loop, networks, user_files
+from pipeline.bench import gpu, levers, loop, networks, user_files
 from pipeline.bench.table import table
 from pipeline.logs import quiet
 
@@ -30,13 +30,15 @@ TARGETS = {"pipeline_overhead_ratio": ("<=", 1.05), "attention_speedup_vs_refere
 PROFILES = {  # quick (default), --full, and --tiny (the smoke test)
     "quick": dict(sizes=[(128, 20)], reference=[(128, 20)], repeats=5, epoch_size=2000,
                   epoch_repeats=5, compile=False, pairs=1_000_000, predictions=1000,
-                  tokenizers=("chars", "bpe")),
+                  tokenizers=("chars", "bpe"), levers=dict(batches=40, repeats=3)),
     "full": dict(sizes=[(128, 20), (512, 50)], reference=[(128, 20), (512, 50)], repeats=5,
                  epoch_size=10000, epoch_repeats=3, compile=True, pairs=1_000_000,
-                 predictions=5000, tokenizers=("chars", "bpe")),
+                 predictions=5000, tokenizers=("chars", "bpe"),
+                 levers=dict(batches=100, repeats=5)),
     "tiny": dict(sizes=[(16, 5)], reference=[(16, 5)], repeats=1, epoch_size=128,
                  epoch_repeats=1, compile=False, pairs=500, predictions=32,
-                 tokenizers=("chars",)),
+                 tokenizers=("chars",),
+                 levers=dict(batches=2, repeats=1, max_len=10, train_size=256)),
 }
 
 
@@ -115,6 +117,20 @@ def reference_section(p: dict, res: dict) -> Rows:
         res["torch_compile_attention"] = comp
         rows.append(("3 vs tutorial Bahdanau", "torch.compile of the attention step",
                      f"{comp['speedup']:.2f}x (compile {comp['compile_s']:.0f} s, not used)"))
+    return rows
+
+
+def levers_section(p: dict, res: dict) -> Rows:
+    """2: each training-speed lever of the defaults flipped, side by side."""
+    lev = res["levers"] = levers.effects(**p["levers"])
+    rows = [("2 speed levers", f"defaults, {lev['task']}, attention h128 batch 64",
+             f"{lev['tok_per_s']['defaults']:.0f} target tok/s")]
+    for lever, against in levers.LEVERS.items():
+        rows.append(("2 speed levers", f"{lever}: defaults / {against}"
+                     if lever != "bf16 autocast" else f"{against} / defaults",
+                     f"{lev['effect'][lever]:.2f}x"))
+    rows.append(("2 speed levers", "bf16 autocast: loss relative difference, one batch",
+                 f"{lev['bf16_loss_rel_diff']:.1e}"))
     return rows
 
 
@@ -205,6 +221,7 @@ def run(profile: str, sweep: list[str] | None) -> tuple[dict, Rows]:
     p = PROFILES[profile]
     res: dict = {"machine": machine(), "profile": profile, "time": datetime.now().isoformat()}
     rows = overhead_section(p, res) + throughput_section(p, res) + reference_section(p, res)
+    rows += levers_section(p, res)
     rows += decoding_section(p, res) + data_section(p, res) + files_section(p, res)
     rows += sweep_section(sweep, res)
     return res, rows + gpu_section(profile, p, res)

@@ -213,12 +213,13 @@ class Decoder(nn.Module):
             h, _ = self.rnn(x, state)
             return self._output(h, source)
         first = self._first_gates(prev, source, steps).transpose(0, 1)  # (T, B, G)
-        if self._loop_applies(source):
-            h, c = (s[0] for s in state)
+        if self._loop_applies():
             fast = source.weights
-            hs, contexts, weights = feeding_loop(
-                first, h, c, source.keys, source.memory, source.bias, fast.top_weight,
-                fast.top_bias, self.attention.v.weight, fast.context_weight)
+            inputs = (first, *(s[0] for s in state), source.keys, source.memory, source.bias,
+                      fast.top_weight, fast.top_bias, self.attention.v.weight,
+                      fast.context_weight)
+            with torch.autocast(first.device.type, enabled=False):  # fp32 under autocast
+                hs, contexts, weights = feeding_loop(*(x.float() for x in inputs))
             out, _ = self._output(hs.transpose(0, 1), source, contexts.transpose(0, 1))
             return out, weights.transpose(0, 1)
         layers, hs, contexts, weights = split_layers(state), [], [], []
@@ -230,12 +231,11 @@ class Decoder(nn.Module):
         out, _ = self._output(torch.stack(hs, 1), source, torch.stack(contexts, 1))
         return out, torch.stack(weights, 1)
 
-    def _loop_applies(self, source: Source) -> bool:
-        """Whether :func:`feeding_loop` runs the input-feeding steps: one LSTM layer,
-        additive attention, no autocast (elsewhere autograd records every step)."""
+    def _loop_applies(self) -> bool:
+        """Whether :func:`feeding_loop` runs the input-feeding steps: one LSTM layer and
+        additive attention (elsewhere autograd records every step)."""
         return (isinstance(self.rnn, nn.LSTM) and self.rnn.num_layers == 1
-                and self.attention.kind == "additive"
-                and not torch.is_autocast_enabled(source.memory.device.type))
+                and self.attention.kind == "additive")
 
     def _inputs(self, prev: torch.Tensor | None, source: Source, steps: int) -> torch.Tensor:
         """Decoder inputs (B, T, E): the embedded previous outputs, or the repeated summary

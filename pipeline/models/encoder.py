@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,14 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.models.cells import RNNS, State
+
+class Directions(StrEnum):
+    """How a bidirectional encoder's directions make its hidden size H: ``project`` (each H
+    wide, concatenated, then projected to H) or ``split`` (each H / 2, concatenated)."""
+
+    project = "project"
+    split = "split"
+
 
 # Above this many distinct lengths in a batch, the CPU runs it as one packed sequence.
 MAX_LENGTH_GROUPS = 16
@@ -61,8 +70,10 @@ class Encoder(nn.Module):
         final_state: bool = True,
         outputs: bool = True,
         io_dropout: float = 0.0,
+        directions: str = Directions.project,
     ):
         super().__init__()
+        split = bidirectional and directions == Directions.split
         self.final_state = final_state
         self.io_dropout = io_dropout
         self.input = input
@@ -71,7 +82,7 @@ class Encoder(nn.Module):
         self.bidirectional = bidirectional
         self.rnn = RNNS[cell](
             embed_dim,
-            hidden_dim,
+            hidden_dim // 2 if split else hidden_dim,
             num_layers=depth,
             batch_first=True,
             bidirectional=bidirectional,
@@ -79,9 +90,10 @@ class Encoder(nn.Module):
         )
         directions = 2 if bidirectional else 1
         self.merge_out = (
-            nn.Linear(directions * hidden_dim, hidden_dim) if bidirectional and outputs else None
+            nn.Linear(directions * hidden_dim, hidden_dim)
+            if bidirectional and outputs and not split else None
         )
-        merge = bidirectional and final_state
+        merge = bidirectional and final_state and not split
         self.merge_h = nn.Linear(directions * hidden_dim, hidden_dim) if merge else None
         self.merge_c = (
             nn.Linear(directions * hidden_dim, hidden_dim) if merge and cell == "lstm" else None
@@ -134,9 +146,10 @@ class Encoder(nn.Module):
         return memory, tuple(states) if isinstance(self.rnn, nn.LSTM) else states[0]
 
     def _merge(self, s: torch.Tensor, proj: nn.Linear | None) -> torch.Tensor:
-        """(layers*dirs, B, H) -> (layers, B, H): concatenate directions, project to H."""
-        if proj is None:
+        """(layers*dirs, B, H') -> (layers, B, H): concatenate the directions, then project
+        them to H (``project``; ``split`` concatenates two of H / 2)."""
+        if not self.bidirectional:
             return s
         layers, batch = self.depth, s.shape[1]
         s = s.view(layers, 2, batch, -1).permute(0, 2, 1, 3).reshape(layers, batch, -1)
-        return proj(s)
+        return s if proj is None else proj(s)

@@ -5,7 +5,8 @@ Switches (orthogonal; the library's classes are presets of them, see ``keras_pre
 - ``cell`` lstm|gru, ``depth`` int or ``[encoder, decoder]``, ``dropout`` between layers;
   ``io_dropout`` on the embedded inputs of encoder and decoder and on the output layer's
   input (the connections outside the stacks; Zaremba et al. 2014 drop both kinds);
-- ``bidirectional`` encoder, directions concatenated and projected to ``hidden_dim``;
+- ``bidirectional`` encoder, its directions concatenated and projected to ``hidden_dim``
+  (``directions="project"``) or each ``hidden_dim / 2`` wide (``"split"``, OpenNMT-py's brnn);
 - ``bridge``: the encoder's final state initialises the decoder, layer by layer (decoder
   layer i takes encoder layer min(i, encoder depth - 1)); off: the decoder starts at zeros;
 - ``feedback``: the decoder's input at step t is its output at t-1 (a start token or start
@@ -84,6 +85,7 @@ class EncoderDecoder(nn.Module):
         dropout: float = 0.0,
         io_dropout: float = 0.0,
         bidirectional: bool = False,
+        directions: str = "project",
         bridge: bool = True,
         peek: bool = False,
         attention: str = "none",
@@ -115,7 +117,7 @@ class EncoderDecoder(nn.Module):
         self.encoder = Encoder(
             self._input_layer(input_dim, embed_dim), embed_dim, hidden_dim, enc_depth,
             cell, bidirectional, dropout, final_state, outputs=attention != "none",
-            io_dropout=io_dropout,
+            io_dropout=io_dropout, directions=directions,
         )
         self.decoder = Decoder(
             self._input_layer(output_dim, embed_dim), output_dim, embed_dim, hidden_dim,

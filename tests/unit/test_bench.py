@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.bench.levers import LEVERS
 from pipeline.bench.networks import make_batch, make_model
 from pipeline.bench.reference import TutorialAttention
 
@@ -49,6 +50,8 @@ def test_tiny_bench_writes_the_json_and_the_table(tmp_path):
     assert "n/a (no GPU)" in saved["table"] or torch.cuda.is_available()
     assert (tmp_path / "latest.md").read_text() == saved["table"] + "\n"
     assert saved["reference"][0]["same_outputs"]
+    assert set(saved["levers"]["effect"]) == set(LEVERS)
+    assert all(v > 0 for v in saved["levers"]["effect"].values())
 
 
 def test_the_peer_bench_reads_opennmt_reports_and_writes_its_config(tmp_path):

@@ -102,6 +102,7 @@ FEEDING = [
     dict(attention="general", peek=True, cell="gru", depth=[2, 3]),
     dict(attention="dot", peek=True, depth=2, dropout=0.3),
     dict(attention="additive", peek=True, bidirectional=True, io_dropout=0.3),
+    dict(attention="additive", peek=True, bidirectional=True, directions="split", depth=2),
 ]
 # io_dropout on the paths without input feeding: Luong (fused RNN), Cho (peek), RepeatVector.
 IO_DROPOUT = [
@@ -225,6 +226,18 @@ def test_bidirectional_backward_direction_reads_from_the_last_real_token():
         getattr(backward, name).data = getattr(enc.rnn, name + "_reverse").data
     _, (expected, _) = backward(x[1:2, :3].flip(1))  # row 1 has 3 real tokens
     torch.testing.assert_close(h[1, 1], expected[0, 0])
+
+
+def test_split_directions_concatenate_two_halves():
+    """directions=split: each direction H / 2 wide, the memory and every layer's final state
+    the two directions side by side, nothing projected."""
+    model = make(bidirectional=True, directions="split", depth=2, attention="additive")
+    assert model.encoder.rnn.hidden_size == 8 and model.encoder.merge_out is None
+    src, lengths, _ = batch()
+    enc = model.encode(src, lengths)
+    out, (h, _) = model.encoder.rnn(model.encoder.input(src[:1]))  # row 0 has no padding
+    torch.testing.assert_close(enc.memory[:1], out)
+    torch.testing.assert_close(enc.state[0][1, 0], torch.cat([h[2, 0], h[3, 0]]))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -1,0 +1,98 @@
+"""Each training-speed lever of the defaults switched off (or, for bf16, on), side by side.
+
+The default attention model trains on the reverse task (lengths 1-40) as ``make train``
+composes it: the same first batches of an epoch, forward, backward, gradient clipping and
+the optimizer step, one contender after the other (:func:`pipeline.bench.timing.compare`).
+Each lever's effect is the target tokens per second with the defaults over those with the
+lever flipped; bf16 autocast, not a default, is reported the other way round, with the
+relative difference of its loss on the same batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from unittest import mock
+
+import torch
+from hydra.utils import instantiate
+
+from pipeline.bench.loop import default_config
+from pipeline.bench.timing import compare
+from pipeline.build import build
+from pipeline.models import decoder as decoder_module
+from pipeline.models import encoder as encoder_module
+
+# lever -> what the contender changes against the defaults.
+LEVERS = {
+    "length buckets": "random batches (data.bucket_by_length=false)",
+    "decoder loop with its own backward": "autograd through every step",
+    "encoder by distinct length": "one packed sequence per batch",
+    "fused Adam": "Adam's per-tensor loop (optimizer.fused=false)",
+    "bf16 autocast": "bf16 autocast on",
+}
+
+
+def _switch(lever: str | None):
+    """What a contender runs its steps under."""
+    if lever == "decoder loop with its own backward":
+        return mock.patch.object(decoder_module.Decoder, "_loop_applies", return_value=False)
+    if lever == "encoder by distinct length":
+        return mock.patch.object(encoder_module, "MAX_LENGTH_GROUPS", 0)
+    if lever == "bf16 autocast":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def effects(batches: int, repeats: int, max_len: int = 40, train_size: int = 20000) -> dict:
+    """Target tokens/s with the defaults and with each lever flipped, and their ratios."""
+    with tempfile.TemporaryDirectory() as workdir:
+        cfg = default_config(workdir, [f"data.max_len={max_len}",
+                                       f"data.train_size={train_size}",
+                                       f"data.cache_dir={workdir}/data"])
+        parts = build(cfg)
+        net, clip = parts.module.net.train(), cfg.trainer.gradient_clip_val
+        loss_fn = parts.module.loss
+        per_token = parts.module.hparams.mean_target_len
+        data = {bucket: instantiate(cfg.data, bucket_by_length=bucket)
+                for bucket in (True, False)}
+        loaded = {}
+        for bucket, dm in data.items():
+            dm.prepare_data()
+            dm.setup()
+            torch.manual_seed(0)
+            loaded[bucket] = [b for b, _ in zip(dm.train_dataloader(), range(batches),
+                                                strict=False)]
+        tokens = {b: sum(int((x.tgt != 0).sum()) for x in d) for b, d in loaded.items()}
+        optimizers = {fused: instantiate(cfg.optimizer, fused=fused)(net.parameters())
+                      for fused in (True, False)}
+
+        def contender(lever: str | None):
+            bucketed = lever != "length buckets"
+            optimizer = optimizers[lever != "fused Adam"]
+
+            def run():
+                for b in loaded[bucketed]:
+                    with _switch(lever):  # each switch acts in the forward pass
+                        out = net(b.src, b.src_lengths, target=b.tgt).outputs
+                    loss = loss_fn(out.float(), b.tgt, per_token=per_token)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+                    optimizer.step()
+            return run
+
+        times = compare({"defaults": contender(None),
+                         **{lever: contender(lever) for lever in LEVERS}}, repeats=repeats)
+        rate = {name: tokens[name != "length buckets"] / t for name, t in times.items()}
+        first = loaded[True][0]
+        with torch.no_grad():
+            losses = {}
+            for lever in (None, "bf16 autocast"):
+                with _switch(lever):
+                    out = net(first.src, first.src_lengths, target=first.tgt).outputs
+                losses[lever] = float(loss_fn(out.float(), first.tgt))
+    effect = {lever: (rate[lever] / rate["defaults"] if lever == "bf16 autocast"
+                      else rate["defaults"] / rate[lever]) for lever in LEVERS}
+    return dict(task=f"reverse 1-{max_len}", batches=batches, tok_per_s=rate, effect=effect,
+                bf16_loss_rel_diff=abs(losses["bf16 autocast"] - losses[None]) / losses[None])
