@@ -12,14 +12,14 @@ OpenNMT-py 3.5.1 is installed with ``pip --no-deps`` into its own folder
 pyahocorasick and fasttext for transforms this bench does not use, which get empty modules
 (:data:`RUNNER`).
 
-What cannot be made equal (:data:`UNEQUAL`, printed with the table): OpenNMT-py's ``brnn``
-splits the hidden size between the directions (64 + 64), the project concatenates two of
-128 and projects them; OpenNMT-py attends with the current decoder output (Luong's order)
-and starts the decoder from the encoder's final state, the project's attention model
-(Bahdanau's order, input feeding) starts it from zeros; OpenNMT-py keeps a constant
-learning rate and tests its last step, the project (defaults) decays it on a cosine and
-tests its best validation checkpoint; OpenNMT-py sorts pools of examples by length before
-cutting batches, the project's default loader draws them at random.
+Both encoders split the hidden size between the directions (64 + 64). What cannot be made
+equal (:data:`UNEQUAL`, printed with the table): OpenNMT-py attends with the current decoder
+output (Luong's order) and starts the decoder from the encoder's final state, the project's
+attention model (Bahdanau's order, input feeding) starts it from zeros; OpenNMT-py keeps a
+constant learning rate and tests its last step, the project (defaults) decays it on a
+cosine and tests its best validation checkpoint; both sort pools of examples by length
+before cutting batches, in pools of their own sizes; OpenNMT-py divides the summed loss by
+the batch's sequences, the project by the sequences times the mean target length.
 """
 
 from __future__ import annotations
@@ -48,12 +48,14 @@ tool = sys.argv.pop(1)
 {"build_vocab": build_vocab.main, "train": train.main, "translate": translate.main}[tool]()
 """
 UNEQUAL = [
-    "encoder: OpenNMT-py brnn 64+64 per direction; project 128+128 projected to 128",
     "attention: OpenNMT-py mlp on the current output (Luong order), decoder started from "
     "the encoder state; project additive with input feeding (Bahdanau order), no bridge",
     "learning rate: OpenNMT-py Adam 0.003 constant, last step tested; project Adam 0.003 "
     "on a cosine, best validation checkpoint tested",
-    "batches: OpenNMT-py sorts pools by length; project default random batches",
+    "batches: both sort pools by length and shuffle the batches; OpenNMT-py's pools are "
+    "its defaults, the project's 50 batches",
+    "loss: OpenNMT-py sums over the batch's tokens / sequences; project / (sequences x "
+    "mean target length)",
 ]
 REPORT = re.compile(r"Step (\d+)/.*?bsz:\s*(\d+)/\s*(\d+)/\s*\d+;\s*(\d+)/\s*(\d+) tok/s")
 

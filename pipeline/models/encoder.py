@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.models.cells import RNNS, State
 
+
 class Directions(StrEnum):
     """How a bidirectional encoder's directions make its hidden size H: ``project`` (each H
     wide, concatenated, then projected to H) or ``split`` (each H / 2, concatenated)."""
@@ -88,15 +89,15 @@ class Encoder(nn.Module):
             bidirectional=bidirectional,
             dropout=dropout if depth > 1 else 0.0,
         )
-        directions = 2 if bidirectional else 1
+        width = 2 * hidden_dim  # both directions side by side, each hidden_dim wide
         self.merge_out = (
-            nn.Linear(directions * hidden_dim, hidden_dim)
+            nn.Linear(width, hidden_dim)
             if bidirectional and outputs and not split else None
         )
         merge = bidirectional and final_state and not split
-        self.merge_h = nn.Linear(directions * hidden_dim, hidden_dim) if merge else None
+        self.merge_h = nn.Linear(width, hidden_dim) if merge else None
         self.merge_c = (
-            nn.Linear(directions * hidden_dim, hidden_dim) if merge and cell == "lstm" else None
+            nn.Linear(width, hidden_dim) if merge and cell == "lstm" else None
         )
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> Encoded:
@@ -131,19 +132,17 @@ class Encoder(nn.Module):
             return memory, state
         if len(distinct) == 1 and int(distinct[0]) == x.shape[1]:
             return self.rnn(x)
-        memory, states = None, None
+        groups = []
         for length in distinct.tolist():
-            rows = (lengths == length).nonzero().squeeze(1).to(x.device)
-            out, state = self.rnn(x[rows, :length])
-            out = F.pad(out, (0, 0, 0, x.shape[1] - length))
-            if memory is None:
-                memory = out.new_zeros(x.shape[0], *out.shape[1:])
-                states = [s.new_zeros(s.shape[0], x.shape[0], s.shape[2])
-                          for s in (state if isinstance(state, tuple) else (state,))]
-            memory = memory.index_copy(0, rows, out)
-            states = [whole.index_copy(1, rows, part) for whole, part in
-                      zip(states, state if isinstance(state, tuple) else (state,), strict=True)]
-        return memory, tuple(states) if isinstance(self.rnn, nn.LSTM) else states[0]
+            rows = (lengths == length).nonzero().squeeze(1)
+            out, state = self.rnn(x[rows.to(x.device), :length])
+            groups.append((rows, F.pad(out, (0, 0, 0, x.shape[1] - length)),
+                           state if isinstance(state, tuple) else (state,)))
+        order = torch.cat([rows for rows, _, _ in groups]).argsort().to(x.device)
+        memory = torch.cat([out for _, out, _ in groups]).index_select(0, order)
+        states = tuple(torch.cat(parts, 1).index_select(1, order)
+                       for parts in zip(*(state for _, _, state in groups), strict=True))
+        return memory, states if isinstance(self.rnn, nn.LSTM) else states[0]
 
     def _merge(self, s: torch.Tensor, proj: nn.Linear | None) -> torch.Tensor:
         """(layers*dirs, B, H') -> (layers, B, H): concatenate the directions, then project
