@@ -23,14 +23,16 @@ from pipeline.bench.table import table
 from pipeline.logs import quiet
 
 # The targets each ratio is held to: (key, comparison, bound).
-TARGETS = {"pipeline_overhead_ratio": ("<=", 1.05), "attention_speedup_vs_reference": (">=", 2.0),
+# (The tutorial-style reference of section 3 is a correctness oracle; the speed target is
+# OpenNMT-py's, make bench-peer.)
+TARGETS = {"pipeline_overhead_ratio": ("<=", 1.05),
            "beam5_vs_greedy_cost": ("<", 5.0), "data_headroom": (">=", 10.0),
            "files_cold_s": ("<=", 90.0), "files_warm_s": ("<=", 15.0),
            "files_peak_rss_gb": ("<=", 4.0)}
 PROFILES = {  # quick (default), --full, and --tiny (the smoke test)
     "quick": dict(sizes=[(128, 20)], reference=[(128, 20)], repeats=5, epoch_size=2000,
                   epoch_repeats=5, compile=False, pairs=1_000_000, predictions=1000,
-                  tokenizers=("chars", "bpe"), levers=dict(batches=40, repeats=3)),
+                  tokenizers=("chars", "bpe"), levers={}),
     "full": dict(sizes=[(128, 20), (512, 50)], reference=[(128, 20), (512, 50)], repeats=5,
                  epoch_size=10000, epoch_repeats=3, compile=True, pairs=1_000_000,
                  predictions=5000, tokenizers=("chars", "bpe"),

@@ -44,7 +44,8 @@ def _switch(lever: str | None):
     return contextlib.nullcontext()
 
 
-def effects(batches: int, repeats: int, max_len: int = 40, train_size: int = 20000) -> dict:
+def effects(batches: int = 40, repeats: int = 3, max_len: int = 40,
+            train_size: int = 20000) -> dict:
     """Target tokens/s with the defaults and with each lever flipped, and their ratios."""
     with tempfile.TemporaryDirectory() as workdir:
         cfg = default_config(workdir, [f"data.max_len={max_len}",
@@ -96,3 +97,23 @@ def effects(batches: int, repeats: int, max_len: int = 40, train_size: int = 200
                       else rate["defaults"] / rate[lever]) for lever in LEVERS}
     return dict(task=f"reverse 1-{max_len}", batches=batches, tok_per_s=rate, effect=effect,
                 bf16_loss_rel_diff=abs(losses["bf16 autocast"] - losses[None]) / losses[None])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m pipeline.bench.levers``: this section of ``make bench`` alone, one
+    thread, printed as JSON."""
+    import argparse
+    import json
+    import logging
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.bench.levers")
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    print(json.dumps(effects(args.batches, args.repeats), indent=2))
+
+
+if __name__ == "__main__":
+    main()

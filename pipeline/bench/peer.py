@@ -39,6 +39,7 @@ from lightning.pytorch.callbacks import Callback
 PEER = "OpenNMT-py==3.5.1"
 PEER_PACKAGES = [PEER, "configargparse", "pyonmttok"]
 BATCH, HIDDEN, LR = 64, 128, 0.003
+TARGET_RATIO = 1.5  # the project's target tokens per second over OpenNMT-py's
 TASKS = {10: 10_000, 40: 20_000}  # max length -> training sequences (the reverse task)
 RUNNER = """import sys, types
 for name in ("spacy", "ahocorasick", "fasttext"):  # imported by transforms not used here
@@ -220,11 +221,12 @@ def compare(root: Path, lengths: list[int], sequences: int, rounds: int,
 
 
 def table(results: dict, sequences: int) -> str:
-    lines = ["| task | OpenNMT-py tok/s | project tok/s | ratio | OpenNMT-py acc | project acc |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| task | OpenNMT-py tok/s | project tok/s | ratio (target >= "
+             f"{TARGET_RATIO}) | OpenNMT-py acc | project acc |", "|---|---|---|---|---|---|"]
     for task, r in results.items():
+        met = "met" if r["ratio"] >= TARGET_RATIO else "MISSED"
         lines.append(f"| {task} | {r['peer']['tok_per_s']:.0f} | {r['project']['tok_per_s']:.0f}"
-                     f" | {r['ratio']:.2f}x | {r['peer']['accuracy']:.3f} | "
+                     f" | {r['ratio']:.2f}x ({met}) | {r['peer']['accuracy']:.3f} | "
                      f"{r['project']['accuracy']:.3f} |")
     return "\n".join([*lines, "", f"{sequences:,} training sequences each, one torch thread, "
                       f"batch {BATCH}, hidden {HIDDEN}, Adam {LR}. Not equal:",
