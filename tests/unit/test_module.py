@@ -35,6 +35,25 @@ def test_label_smoothing_enters_the_training_loss_only(smoothing):
     torch.testing.assert_close(logged["val/loss"], plain)
 
 
+def test_the_training_loss_weighs_every_token_alike_whatever_its_batch():
+    """With the training targets' mean length the training loss is the batch's summed token
+    losses over sequences x that length: a batch of long targets weighs more than one of
+    short targets, token for token the same; val/loss stays the per-token mean."""
+    module = Seq2SeqModule(NET, mean_target_len=3.0)
+    module.log = lambda *_, **__: None
+    g = torch.Generator().manual_seed(0)
+    src = torch.randint(4, 12, (4, 5), generator=g)
+    tgt = torch.randint(4, 12, (4, 6), generator=g)
+    tgt[2:, 2:] = 0  # two sequences of 2 tokens, two of 6
+    batch = Batch(src, torch.full((4,), 5), tgt, torch.arange(4))
+    loss = module.training_step(batch, 0)
+    logits = module.net(src, batch.src_lengths, target=tgt).outputs.flatten(0, 1)
+    summed = F.cross_entropy(logits, tgt.flatten(), ignore_index=0, reduction="sum")
+    torch.testing.assert_close(loss, summed / (4 * 3.0))
+    mean = module.loss(module.net(src, batch.src_lengths, target=tgt).outputs, tgt)
+    torch.testing.assert_close(mean, summed / 16)
+
+
 def test_validation_decodes_greedily_and_test_with_the_beam():
     module = Seq2SeqModule(NET, beam_size=4, val_beam_size=1, max_decode_len=6)
     asked = []
