@@ -153,7 +153,7 @@ def decoding_section(p: dict, res: dict) -> Rows:
 
 
 def data_section(p: dict, res: dict) -> Rows:
-    """5: the data module against the fastest model's appetite; length buckets."""
+    """5: the data module against the fastest model's appetite; length buckets' padding."""
     small = [r for r in res["throughput"] if r["hidden"] == p["sizes"][0][0]]
     fastest = max(small, key=lambda r: r["seq_per_s"])["variant"]
     data = loop.data_and_buckets(p["epoch_size"], p["repeats"], fastest)
@@ -165,10 +165,8 @@ def data_section(p: dict, res: dict) -> Rows:
          f"{data['fastest_batches_per_s']:.1f}"),
         ("5 data", "headroom (data / fastest model)",
          f"{data['headroom']:.0f}x ({verdict('data_headroom', data['headroom'])})"),
-        ("5 data", "padding share: plain -> length buckets",
+        ("5 data", "padding share: plain -> length buckets (their speed: section 2)",
          f"{data['padding_share_plain']:.1%} -> {data['padding_share_bucketed']:.1%}"),
-        ("5 data", "attention model epoch: plain / bucketed time",
-         f"{data['bucket_speedup']:.2f}x"),
     ]
 
 

@@ -1,5 +1,6 @@
 """Pipeline-level benchmarks: Lightning + MLflow + checkpoints against a plain loop, the data
-module against what training consumes, and length buckets against plain batches."""
+module against what training consumes, and the padding of length buckets against plain
+batches (their speed is a lever of ``levers.py``)."""
 
 from __future__ import annotations
 
@@ -102,8 +103,8 @@ def overhead(train_size: int, repeats: int) -> dict:
 
 def data_and_buckets(train_size: int, repeats: int, fastest_variant: str) -> dict:
     """Batches/s of the default data module against training on the same batches (the
-    fastest variant, at the default size), and length buckets against plain batches: the
-    padding share of each, and the attention model's training time over each."""
+    fastest variant, at the default size), and the padding share of plain batches and of
+    length buckets."""
     from pipeline.bench.networks import VARIANTS
     from pipeline.models import EncoderDecoder
 
@@ -136,12 +137,9 @@ def data_and_buckets(train_size: int, repeats: int, fastest_variant: str) -> dic
                     opt.step()
             return run
 
-        fastest, attention = model(fastest_variant), model("additive")
         times = compare({
             "data": lambda: list(modules[False].train_dataloader()),
-            "fastest": trainer(fastest, batches[False]),
-            "plain": trainer(attention, batches[False]),
-            "bucketed": trainer(attention, batches[True]),
+            "fastest": trainer(model(fastest_variant), batches[False]),
         }, repeats=repeats)
         n = len(batches[False])
         return dict(
@@ -150,5 +148,4 @@ def data_and_buckets(train_size: int, repeats: int, fastest_variant: str) -> dic
             fastest_batches_per_s=n / times["fastest"], headroom=times["fastest"] / times["data"],
             padding_share_plain=padding_share(batches[False]),
             padding_share_bucketed=padding_share(batches[True]),
-            bucket_speedup=times["plain"] / times["bucketed"],
         )
