@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pipeline.data.tasks import TASKS
 from pipeline.errors import ConfigError
 from pipeline.models.attention import AttentionType
-from pipeline.models.cells import Cell, Init
+from pipeline.models.cells import Cell, Init, Precision
 from pipeline.models.encoder import Directions
 from pipeline.models.seq2seq import DEPTH_RULE, split_depth
 
@@ -47,6 +47,9 @@ class ModelConfig:
     # hidden_dim wide, concatenated, then projected) or split (each hidden_dim / 2 wide,
     # concatenated, as OpenNMT-py's brnn).
     directions: Directions = Directions.project
+    # What the recurrent layers compute in: fp32, or bf16 (the encoder's RNN and the
+    # input-feeding loop's matrix products; see pipeline/models/cells.py: Precision).
+    rnn_precision: Precision = Precision.fp32
     bridge: bool = True
     peek: bool = False
     attention: AttentionType = AttentionType.none

@@ -4,6 +4,7 @@ padding into a :class:`Batch`, and batches of similar length."""
 from __future__ import annotations
 
 import itertools
+from functools import cached_property
 from typing import NamedTuple
 
 import torch
@@ -50,7 +51,13 @@ class Packed:
         return len(self.offsets) - 1
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return self.values[self.offsets[i] : self.offsets[i + 1]]
+        return self.values[self._bounds[i] : self._bounds[i + 1]]
+
+    @cached_property
+    def _bounds(self) -> list[int]:
+        """The offsets as Python ints: slicing with them is several times faster than with
+        tensor elements, and the loader slices twice per example."""
+        return self.offsets.tolist()
 
     def lengths(self) -> torch.Tensor:
         return self.offsets.diff()

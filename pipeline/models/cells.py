@@ -35,6 +35,16 @@ class Init(StrEnum):
     torch = "torch"
 
 
+class Precision(StrEnum):
+    """What the recurrent layers compute in: ``fp32``, or ``bf16``: the encoder's RNN under
+    bf16 autocast, and the input-feeding loop's matrix products with bf16 operands (fp32
+    results); embeddings, attention scores, the output layer and the loss stay fp32. On a CPU
+    with AMX or AVX512-BF16, oneDNN's bf16 LSTM and matmuls run several times faster."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 RNNS: dict[str, type[nn.RNNBase]] = {Cell.lstm: nn.LSTM, Cell.gru: nn.GRU}
 
 

@@ -44,6 +44,7 @@ from torch import nn
 from pipeline.models.attention import Attention, mask_bias
 from pipeline.models.cells import (
     RNNS,
+    Precision,
     State,
     gate_size,
     join_layers,
@@ -101,7 +102,8 @@ class Source:
 class Decoder(nn.Module):
     """Decoder over an :class:`Encoded` source; see the module docstring for the wiring."""
 
-    io_dropout = 0.0  # the default of models pickled (logged to MLflow) before the option
+    io_dropout = 0.0  # the defaults of models pickled (logged to MLflow) before the options
+    precision = Precision.fp32
 
     def __init__(
         self,
@@ -117,8 +119,10 @@ class Decoder(nn.Module):
         feedback: bool = True,
         fast: bool = True,
         io_dropout: float = 0.0,
+        precision: str = Precision.fp32,
     ):
         super().__init__()
+        self.precision = Precision(precision)
         self.input = input if feedback else None
         self.io_dropout = io_dropout
         self.peek = peek
@@ -218,8 +222,9 @@ class Decoder(nn.Module):
             inputs = (first, *(s[0] for s in state), source.keys, source.memory, source.bias,
                       fast.top_weight, fast.top_bias, self.attention.v.weight,
                       fast.context_weight)
+            low = torch.bfloat16 if self.precision is Precision.bf16 else None
             with torch.autocast(first.device.type, enabled=False):  # fp32 under autocast
-                hs, contexts, weights = feeding_loop(*(x.float() for x in inputs))
+                hs, contexts, weights = feeding_loop(*(x.float() for x in inputs), low=low)
             out, _ = self._output(hs.transpose(0, 1), source, contexts.transpose(0, 1))
             return out, weights.transpose(0, 1)
         layers, hs, contexts, weights = split_layers(state), [], [], []

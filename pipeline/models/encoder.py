@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from pipeline.models.cells import RNNS, State
+from pipeline.models.cells import RNNS, Precision, State
 
 
 class Directions(StrEnum):
@@ -57,7 +57,8 @@ class Encoder(nn.Module):
     bidirectional encoder starts at the last real token.
     """
 
-    io_dropout = 0.0  # the default of models pickled (logged to MLflow) before the option
+    io_dropout = 0.0  # the defaults of models pickled (logged to MLflow) before the options
+    precision = Precision.fp32
 
     def __init__(
         self,
@@ -72,8 +73,10 @@ class Encoder(nn.Module):
         outputs: bool = True,
         io_dropout: float = 0.0,
         directions: str = Directions.project,
+        precision: str = Precision.fp32,
     ):
         super().__init__()
+        self.precision = Precision(precision)
         split = bidirectional and directions == Directions.split
         self.final_state = final_state
         self.io_dropout = io_dropout
@@ -102,7 +105,7 @@ class Encoder(nn.Module):
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> Encoded:
         x = F.dropout(self.input(src), self.io_dropout, self.training)
-        memory, state = self._run(x, lengths.cpu())
+        memory, state = self._run_in_precision(x, lengths.cpu())
         if self.merge_out is not None:
             memory = self.merge_out(memory)
         mask = length_mask(lengths, src.shape[1])
@@ -116,6 +119,18 @@ class Encoder(nn.Module):
             state = self._merge(state, self.merge_h)
             top = state[-1]
         return Encoded(memory, mask, state, top)
+
+    def _run_in_precision(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor,
+                                                                                 State]:
+        """:meth:`_run` in the encoder's :class:`Precision` (bf16: under autocast), its
+        results in ``x``'s dtype."""
+        if self.precision is Precision.fp32:
+            return self._run(x, lengths)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            memory, state = self._run(x, lengths)
+        if isinstance(state, tuple):
+            return memory.to(x.dtype), tuple(s.to(x.dtype) for s in state)
+        return memory.to(x.dtype), state.to(x.dtype)
 
     def _run(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, State]:
         """The RNN over each sequence's real steps only: outputs (B, S, directions * H), zero

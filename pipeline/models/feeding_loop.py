@@ -13,6 +13,8 @@ Step t, from the previous state (h, c) and the first layer's input gates x_t:
     c' = f c + i g;  h' = o tanh(c')
 
 K: the attention keys, M: the memory, bias: 0 on real source positions and -inf on padding.
+With ``low=torch.bfloat16`` the products with W_top and W_c (forward, backward and the
+weights' gradients) take bf16 operands and return fp32; everything else stays fp32.
 The same ops run on every device; ``tests/unit/test_feeding_loop.py`` checks the gradients
 against autograd's.
 """
@@ -22,16 +24,31 @@ from __future__ import annotations
 import torch
 
 
+def _addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, low: torch.dtype | None,
+           out: torch.Tensor | None = None) -> torch.Tensor:
+    """bias + a @ b in fp32; with ``low``, the product of ``a`` and ``b`` (already ``low``)
+    computed in ``low``."""
+    if low is None:
+        return torch.addmm(bias, a, b, out=out)
+    return torch.add(bias, torch.mm(a.to(low), b), out=out)
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor, low: torch.dtype | None) -> torch.Tensor:
+    """a @ b in fp32; with ``low``, computed in ``low`` (``b`` already ``low``)."""
+    return a @ b if low is None else torch.mm(a.to(low), b).float()
+
+
 class FeedingLoop(torch.autograd.Function):
     """Inputs: first (T, B, 4H) the inputs' gates, h and c (B, H) the start state, keys and
     memory (B, S, H), bias (B, S) (no gradient), top_weight (4H + H, H) and top_bias
     (4H + H), v (1, H) the score vector, context_weight (H, 4H) (applied as ``ctx @ W``).
     Outputs: the states h (T, B, H), the contexts (T, B, H) and the attention weights
-    (T, B, S) (no gradient)."""
+    (T, B, S) (no gradient). ``low``: the dtype of the products with top_weight and
+    context_weight (None: fp32)."""
 
     @staticmethod
     def forward(ctx, first, h, c, keys, memory, bias, top_weight, top_bias, v,
-                context_weight):
+                context_weight, low=None):
         steps, batch, gates = first.shape
         hidden, source = h.shape[-1], keys.shape[1]
         g_cols = slice(2 * hidden, 3 * hidden)
@@ -41,14 +58,16 @@ class FeedingLoop(torch.autograd.Function):
         acts = torch.empty_like(first)
         scores_in = keys.new_empty(steps, batch, source, hidden)
         weights = keys.new_empty(steps, batch, source)
+        top_t = top_weight.t() if low is None else top_weight.t().to(low)
+        context_w = context_weight if low is None else context_weight.to(low)
         for t in range(steps):
-            z = torch.addmm(top_bias, h, top_weight.t())
+            z = _addmm(top_bias, h, top_t, low)
             a = torch.add(keys, z[:, gates:].unsqueeze(1), out=scores_in[t]).tanh_()
             e = torch.addmm(score_bias, a.view(batch * source, hidden), v.t())
             w = torch.softmax(e.view(batch, source), dim=-1)
             weights[t] = w
             context = torch.bmm(w.unsqueeze(1), memory, out=contexts[t].unsqueeze(1))[:, 0]
-            pre = torch.addmm(first[t], context, context_weight).add_(z[:, :gates])
+            pre = _addmm(first[t], context, context_w, low).add_(z[:, :gates])
             act = torch.sigmoid(pre, out=acts[t])
             torch.tanh(pre[:, g_cols], out=act[:, g_cols])
             i, f, g, o = act.chunk(4, dim=1)
@@ -57,6 +76,7 @@ class FeedingLoop(torch.autograd.Function):
             h = torch.mul(o, tanh_c, out=hs[t])
         ctx.save_for_backward(h0, c0, hs, cs, tanh_cs, acts, scores_in, weights, contexts,
                               memory, top_weight, v, context_weight)
+        ctx.low = low
         ctx.mark_non_differentiable(weights)
         return hs, contexts, weights
 
@@ -66,6 +86,9 @@ class FeedingLoop(torch.autograd.Function):
          context_weight) = ctx.saved_tensors
         steps, batch, hidden = hs.shape
         gates, source = acts.shape[-1], memory.shape[1]
+        low = ctx.low
+        top_w = top_weight if low is None else top_weight.to(low)
+        context_t = context_weight.t() if low is None else context_weight.t().to(low)
         if grad_hs is None:
             grad_hs = torch.zeros_like(hs)
         if grad_contexts is None:
@@ -91,27 +114,29 @@ class FeedingLoop(torch.autograd.Function):
             deriv[:, 2 * hidden : 3 * hidden] = 1 - g * g
             dpre.mul_(deriv)
             dc = dc * f
-            dcontext = torch.addmm(grad_contexts[t], dpre, context_weight.t(), out=dctx_all[t])
+            dcontext = _addmm(grad_contexts[t], dpre, context_t, low, out=dctx_all[t])
             dw = torch.bmm(memory, dcontext.unsqueeze(2)).squeeze(2)
             de_t = torch.mul(w, dw - (dw * w).sum(-1, keepdim=True), out=de[t])
             da = de_t.unsqueeze(-1) * v_row
             da = torch.addcmul(da, da, a * a, value=-1)  # through tanh: da (1 - a^2)
             dkeys.add_(da)
             torch.sum(da, dim=1, out=dz[t, :, gates:])
-            dh = dz[t] @ top_weight
+            dh = _mm(dz[t], top_w, low)
         flat = dz.view(steps * batch, -1)
         previous = torch.cat([h0.unsqueeze(0), hs[:-1]]).view(steps * batch, hidden)
-        grad_top_weight = flat.t() @ previous
+        grad_top_weight = _mm(flat.t(), previous.to(low or previous.dtype), low)
         grad_top_bias = flat.sum(0)
-        grad_context_weight = contexts.view(steps * batch, hidden).t() @ \
-            dz[..., :gates].reshape(steps * batch, gates)
+        gates_flat = dz[..., :gates].reshape(steps * batch, gates)
+        grad_context_weight = _mm(contexts.view(steps * batch, hidden).t(),
+                                  gates_flat.to(low or gates_flat.dtype), low)
         grad_memory = torch.bmm(weights.permute(1, 2, 0), dctx_all.transpose(0, 1))
         grad_v = de.view(1, -1) @ scores_in.view(-1, hidden)
         return (dz[..., :gates], dh, dc, dkeys, grad_memory, None, grad_top_weight,
-                grad_top_bias, grad_v, grad_context_weight)
+                grad_top_bias, grad_v, grad_context_weight, None)
 
 
-def feeding_loop(first, h, c, keys, memory, bias, top_weight, top_bias, v, context_weight):
+def feeding_loop(first, h, c, keys, memory, bias, top_weight, top_bias, v, context_weight,
+                 low: torch.dtype | None = None):
     """:class:`FeedingLoop` applied: states (T, B, H), contexts (T, B, H), weights (T, B, S)."""
     return FeedingLoop.apply(first, h, c, keys, memory, bias, top_weight, top_bias, v,
-                             context_weight)
+                             context_weight, low)

@@ -7,6 +7,7 @@ Switches (orthogonal; the library's classes are presets of them, see ``keras_pre
   input (the connections outside the stacks; Zaremba et al. 2014 drop both kinds);
 - ``bidirectional`` encoder, its directions concatenated and projected to ``hidden_dim``
   (``directions="project"``) or each ``hidden_dim / 2`` wide (``"split"``, OpenNMT-py's brnn);
+  ``rnn_precision`` fp32|bf16: what the recurrent layers compute in (``cells.Precision``);
 - ``bridge``: the encoder's final state initialises the decoder, layer by layer (decoder
   layer i takes encoder layer min(i, encoder depth - 1)); off: the decoder starts at zeros;
 - ``feedback``: the decoder's input at step t is its output at t-1 (a start token or start
@@ -86,6 +87,7 @@ class EncoderDecoder(nn.Module):
         io_dropout: float = 0.0,
         bidirectional: bool = False,
         directions: str = "project",
+        rnn_precision: str = "fp32",
         bridge: bool = True,
         peek: bool = False,
         attention: str = "none",
@@ -117,11 +119,12 @@ class EncoderDecoder(nn.Module):
         self.encoder = Encoder(
             self._input_layer(input_dim, embed_dim), embed_dim, hidden_dim, enc_depth,
             cell, bidirectional, dropout, final_state, outputs=attention != "none",
-            io_dropout=io_dropout, directions=directions,
+            io_dropout=io_dropout, directions=directions, precision=rnn_precision,
         )
         self.decoder = Decoder(
             self._input_layer(output_dim, embed_dim), output_dim, embed_dim, hidden_dim,
             dec_depth, cell, dropout, peek, attention, feedback, fast, io_dropout,
+            rnn_precision,
         )
         self.dec_depth = dec_depth
         if Init(init) is Init.keras:

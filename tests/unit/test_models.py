@@ -241,6 +241,37 @@ def test_split_directions_concatenate_two_halves():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bf16_encoder_computes_in_bf16_and_hands_back_fp32(cell):
+    """rnn_precision=bf16: the RNN runs in bf16 (its results differ from fp32's by
+    bf16's rounding, not more), the memory and states come back fp32, and the fp32 weights
+    get fp32 gradients close to the fp32 encoder's."""
+    src, lengths, _ = batch()
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        model = make(bidirectional=True, depth=2, cell=cell, bridge=True, attention="additive",
+                     rnn_precision=precision)
+        enc = model.encode(src, lengths)
+        state = enc.state if isinstance(enc.state, tuple) else (enc.state,)
+        loss = enc.memory.square().sum() + sum(s.square().sum() for s in state)
+        grads = torch.autograd.grad(loss, list(model.encoder.rnn.parameters()))
+        runs[precision] = enc.memory, state, grads
+    (m32, s32, g32), (m16, s16, g16) = runs["fp32"], runs["bf16"]
+    assert m16.dtype == torch.float32 and all(s.dtype == torch.float32 for s in s16)
+    assert all(g.dtype == torch.float32 for g in g16)
+    assert not torch.equal(m16, m32)
+    torch.testing.assert_close(m16, m32, atol=3e-2, rtol=3e-2)
+    for a, b in zip(s16, s32, strict=True):
+        torch.testing.assert_close(a, b, atol=3e-2, rtol=3e-2)
+    for a, b in zip(g16, g32, strict=True):
+        torch.testing.assert_close(a, b, atol=5e-2 * float(b.abs().max()), rtol=5e-2)
+
+
+def test_rnn_precision_is_checked():
+    with pytest.raises(ValueError, match="half"):
+        make(rnn_precision="half")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_encoder_runs_each_length_alone_as_a_packed_sequence_would(cell, monkeypatch):
     """The CPU's one call per distinct length equals one packed call: outputs (zero on
     padding), final states and gradients, for a 2-layer bidirectional stack."""
