@@ -1,11 +1,12 @@
-"""Each training-speed lever of the defaults switched off (or, for bf16, on), side by side.
+"""Each training-speed lever of a recipe switched off (or, for the bf16 ones, flipped),
+side by side.
 
 The default attention model trains on the reverse task (lengths 1-40) as ``make train``
-composes it: the same first batches of an epoch, forward, backward, gradient clipping and
-the optimizer step, one contender after the other (:func:`pipeline.bench.timing.compare`).
-Each lever's effect is the target tokens per second with the defaults over those with the
-lever flipped; bf16 autocast, not a default, is reported the other way round, with the
-relative difference of its loss on the same batch.
+composes it, or a named experiment's recipe (``--experiment g2p``): the same first batches
+of an epoch, forward, backward, gradient clipping and the optimizer step, one contender
+after the other (:func:`pipeline.bench.timing.compare`). Each lever's effect is the target
+tokens per second with the lever on over those with it off; for the bf16 levers, with the
+relative difference of the loss on the same batch.
 """
 
 from __future__ import annotations
@@ -22,18 +23,21 @@ from pipeline.bench.timing import compare
 from pipeline.build import build
 from pipeline.models import decoder as decoder_module
 from pipeline.models import encoder as encoder_module
+from pipeline.models.cells import Precision
 
-# lever -> what the contender changes against the defaults.
+# lever -> what the contender changes against the recipe.
 LEVERS = {
     "length buckets": "random batches (data.bucket_by_length=false)",
     "decoder loop with its own backward": "autograd through every step",
     "encoder by distinct length": "one packed sequence per batch",
     "fused Adam": "Adam's per-tensor loop (optimizer.fused=false)",
+    "bf16 recurrent layers": "model.rnn_precision flipped",
     "bf16 autocast": "bf16 autocast on",
 }
+BF16 = ("bf16 recurrent layers", "bf16 autocast")  # effects: with bf16 / without
 
 
-def _switch(lever: str | None):
+def _switch(lever: str | None, net: torch.nn.Module):
     """What a contender runs its steps under."""
     if lever == "decoder loop with its own backward":
         return mock.patch.object(decoder_module.Decoder, "_loop_applies", return_value=False)
@@ -41,20 +45,28 @@ def _switch(lever: str | None):
         return mock.patch.object(encoder_module, "MAX_LENGTH_GROUPS", 0)
     if lever == "bf16 autocast":
         return torch.autocast("cpu", dtype=torch.bfloat16)
+    if lever == "bf16 recurrent layers":
+        other = Precision.fp32 if net.encoder.precision is Precision.bf16 else Precision.bf16
+        stack = contextlib.ExitStack()
+        for part in (net.encoder, net.decoder):
+            stack.enter_context(mock.patch.object(part, "precision", other))
+        return stack
     return contextlib.nullcontext()
 
 
 def effects(batches: int = 40, repeats: int = 3, max_len: int = 40,
-            train_size: int = 20000) -> dict:
-    """Target tokens/s with the defaults and with each lever flipped, and their ratios."""
+            train_size: int = 20000, experiment: str | None = None) -> dict:
+    """Target tokens/s with the recipe and with each lever flipped, and the levers' effects:
+    the default attention model on reverse 1-``max_len``, or ``experiment``'s recipe."""
     with tempfile.TemporaryDirectory() as workdir:
-        cfg = default_config(workdir, [f"data.max_len={max_len}",
-                                       f"data.train_size={train_size}",
-                                       f"data.cache_dir={workdir}/data"])
+        overrides = ([f"experiment={experiment}"] if experiment else
+                     [f"data.max_len={max_len}", f"data.train_size={train_size}"])
+        cfg = default_config(workdir, [*overrides, f"data.cache_dir={workdir}/data"])
         parts = build(cfg)
         net, clip = parts.module.net.train(), cfg.trainer.gradient_clip_val
         loss_fn = parts.module.loss
         per_token = parts.module.hparams.mean_target_len
+        bf16_recipe = net.encoder.precision is Precision.bf16
         data = {bucket: instantiate(cfg.data, bucket_by_length=bucket)
                 for bucket in (True, False)}
         loaded = {}
@@ -74,7 +86,7 @@ def effects(batches: int = 40, repeats: int = 3, max_len: int = 40,
 
             def run():
                 for b in loaded[bucketed]:
-                    with _switch(lever):  # each switch acts in the forward pass
+                    with _switch(lever, net):  # each switch acts in the forward pass
                         out = net(b.src, b.src_lengths, target=b.tgt).outputs
                     loss = loss_fn(out.float(), b.tgt, per_token=per_token)
                     optimizer.zero_grad()
@@ -83,20 +95,24 @@ def effects(batches: int = 40, repeats: int = 3, max_len: int = 40,
                     optimizer.step()
             return run
 
-        times = compare({"defaults": contender(None),
+        times = compare({"recipe": contender(None),
                          **{lever: contender(lever) for lever in LEVERS}}, repeats=repeats)
         rate = {name: tokens[name != "length buckets"] / t for name, t in times.items()}
         first = loaded[True][0]
         with torch.no_grad():
             losses = {}
-            for lever in (None, "bf16 autocast"):
-                with _switch(lever):
+            for lever in (None, *BF16):
+                with _switch(lever, net):
                     out = net(first.src, first.src_lengths, target=first.tgt).outputs
                 losses[lever] = float(loss_fn(out.float(), first.tgt))
-    effect = {lever: (rate[lever] / rate["defaults"] if lever == "bf16 autocast"
-                      else rate["defaults"] / rate[lever]) for lever in LEVERS}
-    return dict(task=f"reverse 1-{max_len}", batches=batches, tok_per_s=rate, effect=effect,
-                bf16_loss_rel_diff=abs(losses["bf16 autocast"] - losses[None]) / losses[None])
+    on_in_recipe = {lever: lever not in BF16 or (lever == BF16[0] and bf16_recipe)
+                    for lever in LEVERS}
+    effect = {lever: (rate["recipe"] / rate[lever] if on_in_recipe[lever]
+                      else rate[lever] / rate["recipe"]) for lever in LEVERS}
+    return dict(task=experiment or f"reverse 1-{max_len}", batches=batches, tok_per_s=rate,
+                effect=effect, on_in_recipe=on_in_recipe,
+                bf16_loss_rel_diff={lever: abs(losses[lever] - losses[None]) / losses[None]
+                                    for lever in BF16})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,10 +125,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench.levers")
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--experiment", help="a recipe of conf/experiment (e.g. g2p) "
+                        "instead of the default model on reverse 1-40")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    print(json.dumps(effects(args.batches, args.repeats), indent=2))
+    print(json.dumps(effects(args.batches, args.repeats, experiment=args.experiment),
+                     indent=2))
 
 
 if __name__ == "__main__":

@@ -71,3 +71,15 @@ def test_the_peer_bench_reads_opennmt_reports_and_writes_its_config(tmp_path):
     assert (config["encoder_type"], config["global_attention"], config["input_feed"],
             config["hidden_size"], config["batch_size"], config["train_steps"]) == (
         "brnn", "mlp", 1, 128, 64, 1563)
+
+
+def test_the_bf16_lever_flips_both_recurrent_parts_and_restores_them():
+    from pipeline.bench.levers import _switch
+    from pipeline.models import EncoderDecoder
+
+    for recipe, flipped in (("fp32", "bf16"), ("bf16", "fp32")):
+        net = EncoderDecoder(hidden_dim=8, attention="additive", peek=True,
+                             rnn_precision=recipe)
+        with _switch("bf16 recurrent layers", net):
+            assert net.encoder.precision == flipped == net.decoder.precision
+        assert net.encoder.precision == recipe == net.decoder.precision
