@@ -26,16 +26,16 @@ import torch
 
 def _addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, low: torch.dtype | None,
            out: torch.Tensor | None = None) -> torch.Tensor:
-    """bias + a @ b in fp32; with ``low``, the product of ``a`` and ``b`` (already ``low``)
-    computed in ``low``."""
+    """bias + a @ b in fp32; with ``low``, the product computed in ``low`` (a weight cast
+    once before the loop is not cast again)."""
     if low is None:
         return torch.addmm(bias, a, b, out=out)
-    return torch.add(bias, torch.mm(a.to(low), b), out=out)
+    return torch.add(bias, torch.mm(a.to(low), b.to(low)), out=out)
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor, low: torch.dtype | None) -> torch.Tensor:
-    """a @ b in fp32; with ``low``, computed in ``low`` (``b`` already ``low``)."""
-    return a @ b if low is None else torch.mm(a.to(low), b).float()
+    """a @ b in fp32; with ``low``, computed in ``low``."""
+    return a @ b if low is None else torch.mm(a.to(low), b.to(low)).float()
 
 
 class FeedingLoop(torch.autograd.Function):
@@ -124,11 +124,10 @@ class FeedingLoop(torch.autograd.Function):
             dh = _mm(dz[t], top_w, low)
         flat = dz.view(steps * batch, -1)
         previous = torch.cat([h0.unsqueeze(0), hs[:-1]]).view(steps * batch, hidden)
-        grad_top_weight = _mm(flat.t(), previous.to(low or previous.dtype), low)
+        grad_top_weight = _mm(flat.t(), previous, low)
         grad_top_bias = flat.sum(0)
-        gates_flat = dz[..., :gates].reshape(steps * batch, gates)
         grad_context_weight = _mm(contexts.view(steps * batch, hidden).t(),
-                                  gates_flat.to(low or gates_flat.dtype), low)
+                                  dz[..., :gates].reshape(steps * batch, gates), low)
         grad_memory = torch.bmm(weights.permute(1, 2, 0), dctx_all.transpose(0, 1))
         grad_v = de.view(1, -1) @ scores_in.view(-1, hidden)
         return (dz[..., :gates], dh, dc, dkeys, grad_memory, None, grad_top_weight,
