@@ -105,8 +105,8 @@ def effects(batches: int = 40, repeats: int = 3, max_len: int = 40,
                 with _switch(lever, net):
                     out = net(first.src, first.src_lengths, target=first.tgt).outputs
                 losses[lever] = float(loss_fn(out.float(), first.tgt))
-    on_in_recipe = {lever: lever not in BF16 or (lever == BF16[0] and bf16_recipe)
-                    for lever in LEVERS}
+    on_in_recipe = {**dict.fromkeys(LEVERS, True), "bf16 autocast": False,
+                    "bf16 recurrent layers": bf16_recipe}
     effect = {lever: (rate["recipe"] / rate[lever] if on_in_recipe[lever]
                       else rate[lever] / rate["recipe"]) for lever in LEVERS}
     return dict(task=experiment or f"reverse 1-{max_len}", batches=batches, tok_per_s=rate,

@@ -44,6 +44,11 @@ class Precision(StrEnum):
     fp32 = "fp32"
     bf16 = "bf16"
 
+    @property
+    def low(self) -> torch.dtype | None:
+        """The lower dtype the recurrent layers compute in, None for fp32."""
+        return torch.bfloat16 if self is Precision.bf16 else None
+
 
 RNNS: dict[str, type[nn.RNNBase]] = {Cell.lstm: nn.LSTM, Cell.gru: nn.GRU}
 

@@ -222,9 +222,9 @@ class Decoder(nn.Module):
             inputs = (first, *(s[0] for s in state), source.keys, source.memory, source.bias,
                       fast.top_weight, fast.top_bias, self.attention.v.weight,
                       fast.context_weight)
-            low = torch.bfloat16 if self.precision is Precision.bf16 else None
             with torch.autocast(first.device.type, enabled=False):  # fp32 under autocast
-                hs, contexts, weights = feeding_loop(*(x.float() for x in inputs), low=low)
+                hs, contexts, weights = feeding_loop(*(x.float() for x in inputs),
+                                                     low=self.precision.low)
             out, _ = self._output(hs.transpose(0, 1), source, contexts.transpose(0, 1))
             return out, weights.transpose(0, 1)
         layers, hs, contexts, weights = split_layers(state), [], [], []

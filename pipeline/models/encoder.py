@@ -124,9 +124,10 @@ class Encoder(nn.Module):
                                                                                  State]:
         """:meth:`_run` in the encoder's :class:`Precision` (bf16: under autocast), its
         results in ``x``'s dtype."""
-        if self.precision is Precision.fp32:
+        low = self.precision.low
+        if low is None:
             return self._run(x, lengths)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        with torch.autocast(x.device.type, dtype=low):
             memory, state = self._run(x, lengths)
         if isinstance(state, tuple):
             return memory.to(x.dtype), tuple(s.to(x.dtype) for s in state)

@@ -58,8 +58,8 @@ class FeedingLoop(torch.autograd.Function):
         acts = torch.empty_like(first)
         scores_in = keys.new_empty(steps, batch, source, hidden)
         weights = keys.new_empty(steps, batch, source)
-        top_t = top_weight.t() if low is None else top_weight.t().to(low)
-        context_w = context_weight if low is None else context_weight.to(low)
+        top_t = top_weight.t().to(low or top_weight.dtype)  # cast once, not every step
+        context_w = context_weight.to(low or context_weight.dtype)
         for t in range(steps):
             z = _addmm(top_bias, h, top_t, low)
             a = torch.add(keys, z[:, gates:].unsqueeze(1), out=scores_in[t]).tanh_()
@@ -87,8 +87,8 @@ class FeedingLoop(torch.autograd.Function):
         steps, batch, hidden = hs.shape
         gates, source = acts.shape[-1], memory.shape[1]
         low = ctx.low
-        top_w = top_weight if low is None else top_weight.to(low)
-        context_t = context_weight.t() if low is None else context_weight.t().to(low)
+        top_w = top_weight.to(low or top_weight.dtype)  # cast once, not every step
+        context_t = context_weight.t().to(low or context_weight.dtype)
         if grad_hs is None:
             grad_hs = torch.zeros_like(hs)
         if grad_contexts is None:
