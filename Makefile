@@ -23,10 +23,17 @@ SEEDS ?= 3
 HOST ?= 127.0.0.1
 PORT ?= 5000
 DASHBOARD_PORT ?= 8080
+# Where runs, the MLflow store and the data cache live (as the pipeline itself reads it).
+OUTPUT_DIR := $(abspath $(or $(SEQ2SEQ_OUTPUT_DIR),$(CURDIR)/outputs))
+TRACKING_URI ?= sqlite:///$(OUTPUT_DIR)/mlflow.db
 # The Optuna studies make dashboard shows (make server prints its PostgreSQL one).
-STUDIES ?= sqlite:///$(CURDIR)/outputs/optuna.db
+STUDIES ?= sqlite:///$(OUTPUT_DIR)/optuna.db
 PYTEST_ARGS ?=
-MODEL ?= models:/seq2seq-files@champion
+# The newest model of make train ARGS="experiment=numbers"; a sweep's best: ...@champion.
+MODEL ?= models:/seq2seq-files/latest
+# VERBOSE=1: every library line on the console too (else in each job's log file).
+VERBOSE ?=
+export SEQ2SEQ_VERBOSE := $(VERBOSE)
 
 # Debian packages the browser and server tests need; installed when missing and apt-get can
 # run (as root or through sudo), otherwise those tests skip with the reason.
@@ -66,15 +73,15 @@ sweep: $(NEEDS)  ## Run a sweep (SWEEP=grid|variants|optuna|lengths|g2p; SEEDS=3
 		$(if $(SWEEP_ID),sweep_id=$(SWEEP_ID)) $(ARGS)
 
 ui: $(NEEDS)  ## Browse the results: MLflow UI on http://127.0.0.1:5000 (HOST=, PORT=)
-	$(PY) -m pipeline.tracking.store sqlite:///$(CURDIR)/outputs/mlflow.db --ui http://$(HOST):$(PORT)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PY) -m mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
-		--default-artifact-root file://$(CURDIR)/outputs/mlartifacts --host $(HOST) --port $(PORT)
+	$(PY) -m pipeline.tracking.store $(TRACKING_URI) --ui http://$(HOST):$(PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PY) -m mlflow ui --backend-store-uri $(TRACKING_URI) \
+		--default-artifact-root file://$(OUTPUT_DIR)/mlartifacts --host $(HOST) --port $(PORT)
 
 dashboard: $(NEEDS)  ## Browse the Optuna searches: optuna-dashboard on http://127.0.0.1:8080 (STUDIES=, DASHBOARD_PORT=)
 	$(PY) -m optuna_dashboard._cli $(STUDIES) --host $(HOST) --port $(DASHBOARD_PORT)
 
-serve: $(NEEDS)  ## Serve a model over HTTP: MODEL=models:/seq2seq-files@champion (HOST=, PORT=)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/outputs/mlflow.db \
+serve: $(NEEDS)  ## Serve a model over HTTP: MODEL=models:/seq2seq-files/latest (HOST=, PORT=, TRACKING_URI=)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI=$(TRACKING_URI) \
 		$(PY) -m mlflow models serve -m $(MODEL) --env-manager local -h $(HOST) -p $(PORT)
 
 server: $(NEEDS)  ## Shared tracking server: mlflow server on PostgreSQL, 127.0.0.1:5000 (HOST=, PORT=)

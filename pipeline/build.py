@@ -77,10 +77,15 @@ def fill_monitor(cfg: DictConfig) -> None:
 
 
 def fill_progress_bar(cfg: DictConfig) -> None:
-    """Lightning's progress bar, where unset: in a terminal, and not under parallel jobs."""
+    """Lightning's progress bar, where unset: in a terminal, outside a sweep (whose own
+    display reports each replicate); else a line per epoch (``pipeline/progress_bar.py``)."""
     if cfg.trainer.get("enable_progress_bar") is None:
         with open_dict(cfg):
-            cfg.trainer.enable_progress_bar = sys.stderr.isatty() and not parallel_jobs()
+            cfg.trainer.enable_progress_bar = sys.stderr.isatty() and not in_sweep()
+
+
+def in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def set_up_torch(cfg: DictConfig) -> None:
@@ -174,6 +179,7 @@ def build(cfg: DictConfig) -> Parts:
     (``pipeline.tracking.run``), so building touches no store."""
     from pipeline.checkpoints import AtomicCheckpointIO
     from pipeline.module import Seq2SeqModule
+    from pipeline.progress_bar import progress_callbacks
 
     with blame(cfg, "data"):
         datamodule = instantiate(cfg.data)
@@ -193,6 +199,7 @@ def build(cfg: DictConfig) -> Parts:
         module.configure_optimizers()
     with blame(cfg, "callbacks", "monitor", "monitor_mode"):
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        callbacks += progress_callbacks(bool(cfg.trainer.enable_progress_bar))
     with blame(cfg, "trainer"):
         trainer = instantiate(cfg.trainer, logger=False, callbacks=callbacks,
                               plugins=[AtomicCheckpointIO()])

@@ -1,27 +1,32 @@
-"""Quiet, informative output: the library messages this project causes upstream or cannot
-act on, filtered narrowly by their text, so what a run prints is the project's own lines.
+"""Where each line goes: the project's own lines and every error on the console (stderr),
+every library line in the job's log file (``conf/hydra/job_logging/project.yaml``);
+``SEQ2SEQ_VERBOSE=1`` (``make ... VERBOSE=1``) or ``hydra.verbose=true`` shows them all.
 
-Each entry says why it is filtered rather than fixed:
+For that, MLflow's loggers propagate to the root like every other library's
+(``MLFLOW_CONFIGURE_LOGGING=false``, or its handler removed where MLflow was imported first),
+Python warnings are logged (``py.warnings``), and ``import lightning``'s own console handler
+is dropped (:func:`one_console`; its records reach the root's too).
+
+A few library messages are dropped even from the log file, narrowly by their text; each
+says why it is filtered rather than fixed:
 
 - Lightning resumes from ``ckpt_path="last"`` by itself whenever an ``OnExceptionCheckpoint``
   is present and warns twice about it on every fresh run (a resumed run passes its path).
 - Lightning's own ``_pytree`` helper uses a deprecated torch API.
 - Lightning advertises ``litlogger`` on every Trainer.
-- MLflow warns that pickled models run code when loaded: the project logs pickles on purpose
-  (``generate`` and the search need the Python class) and its README says so.
+- MLflow warns that pickled models run code when loaded: the project logs its vector
+  models' PyTorch pickles on purpose (``generate`` needs the Python class).
 - MLflow draws artifact-download progress bars, one per model saved or loaded.
 - MLflow's SQL store logs a database error's whole traceback before raising it: on a full
   disk the job reports it in one line instead.
-
-And ``import lightning`` gives the ``lightning`` logger a console handler of its own while
-its records still reach the root's (Hydra's): :func:`one_console` drops the extra one, which
-printed every Lightning line twice.
+- A new MLflow store's schema migration logs some 80 lines.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 WARNINGS = (
@@ -34,6 +39,54 @@ LOG_LINES = (
     ("pytorch_lightning.utilities.rank_zero", "💡 Tip: For seamless cloud logging"),
     ("mlflow.pytorch", "Saving pytorch model by Pickle or CloudPickle format"),
 )
+
+
+# The loggers whose lines are the project's own.
+PROJECT = ("pipeline", "hydra_plugins.seq2seq")
+
+
+def verbose() -> bool:
+    """Library lines on the console too: ``SEQ2SEQ_VERBOSE=1`` or a DEBUG root logger
+    (``hydra.verbose=true``)."""
+    return os.environ.get("SEQ2SEQ_VERBOSE", "") not in ("", "0") \
+        or logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+
+
+class ConsoleFilter(logging.Filter):
+    """The console's lines: the project's own and every library error. A record logged with
+    ``extra={"console": False}`` goes to the log file only; in a sweep's job
+    (:func:`job_in_sweep`) the project's lines below ERROR go there too, since the sweep's
+    own display reports each replicate."""
+
+    quiet_below = logging.NOTSET
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if verbose():
+            return True
+        shown = getattr(record, "console", None)
+        if shown is not None:
+            return bool(shown)
+        if record.levelno >= logging.ERROR:
+            return True
+        own = record.name.startswith(PROJECT)
+        return own and record.levelno >= ConsoleFilter.quiet_below
+
+
+def job_in_sweep() -> None:
+    """This process runs a sweep's job: only errors reach the console."""
+    ConsoleFilter.quiet_below = logging.ERROR
+
+
+class ConsoleFormatter(logging.Formatter):
+    """The message alone; warnings and errors say which they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.levelno >= logging.ERROR:
+            return f"error: {message}"
+        if record.levelno >= logging.WARNING:
+            return f"warning: {message}"
+        return message
 
 
 class _DropDiskFull(logging.Filter):
@@ -58,6 +111,13 @@ class _Drop(logging.Filter):
 def quiet() -> None:
     """Install the filters (idempotent); call before the libraries log."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    if "mlflow" in sys.modules:  # imported first: its own console handler goes
+        mlflow_logger = logging.getLogger("mlflow")
+        mlflow_logger.handlers.clear()
+        mlflow_logger.propagate = True
+    logging.captureWarnings(True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     for message in WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     store = logging.getLogger("mlflow.store.db.utils")
@@ -84,8 +144,6 @@ class JobLogFile(logging.FileHandler):
     warned = False
 
     def handleError(self, record: logging.LogRecord) -> None:
-        import sys
-
         from pipeline.files import DiskFull, disk_full
 
         err = sys.exc_info()[1]

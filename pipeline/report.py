@@ -72,7 +72,7 @@ class Report(Callback):
             client.set_tag(run_id, "example_score", pl_module.example_score)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         test_metric = hparams.monitor.replace("val/", "test/")
-        log.info("%s: %s", test_metric, metrics.get(test_metric))
+        log.info("%s: %s", test_metric, metrics.get(test_metric), extra={"console": False})
         if vocabs is None:
             return
         rows = [test[i] for i in range(min(self.examples, len(test)))]

@@ -6,50 +6,79 @@ callback (``conf/hydra/default.yaml``) makes the MLflow parent run.
 
 from __future__ import annotations
 
+import json
 import logging
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from pipeline import console
 from pipeline.build import build, replicates, settle
-from pipeline.config import ConfigError
-from pipeline.files import DiskFull
-from pipeline.logs import one_console, quiet
+from pipeline.logs import job_in_sweep, one_console, quiet
 from pipeline.search import Pruned
-from pipeline.tracking.outcome import JobOutcome
-from pipeline.tracking.store import StoreError, TrackingServerGone
+from pipeline.tracking import progress
+from pipeline.tracking.outcome import FATAL, JobOutcome
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Trained:
+    """One replicate's run: what it logged, and whether a resumed sweep found it complete."""
+
+    metrics: dict[str, float]
+    run_id: str
+    skipped: bool = False
+    example: str | None = None  # a test source, as predict reads it
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train every replicate of this configuration (``seeds``: one run each); returns the
-    mean over replicates of each metric they logged (their only values with ``seeds=1``).
+    mean over replicates of each metric they logged (their only values with ``seeds=1``)."""
+    return mean_metrics(train_replicates(cfg))
 
-    A replicate that fails ends its run FAILED and the others still run; the first such
-    error is raised at the end. A bad setting stops before any run exists.
-    """
+
+def mean_metrics(results: list[Trained]) -> dict[str, float]:
+    keys = set.intersection(*(set(r.metrics) for r in results))
+    return {k: sum(r.metrics[k] for r in results) / len(results) for k in keys}
+
+
+def train_replicates(cfg: DictConfig) -> list[Trained]:
+    """Each replicate's run, in seed order. A replicate that fails ends its run FAILED and
+    the others still run; the first such error is raised at the end. A bad setting stops
+    before any run exists. In a sweep each replicate leaves its progress record
+    (``tracking/progress.py``), which the sweep's display reads."""
     settle(cfg)
     results, errors = [], []
-    for replicate in replicates(cfg):
+    for i, replicate in enumerate(replicates(cfg)):
+        record = progress.Recorder(replicate)
+        record.start()
         try:
-            results.append(train_one(replicate))
-        except (ConfigError, StoreError, TrackingServerGone, DiskFull):
-            raise  # the next replicates would meet the same
+            result = train_one(replicate)
         except Pruned:
+            record.end("PRUNED", runs=cfg.seeds - i)
             raise  # a pruned trial stops: its other replicates do not run
         except Exception as err:
+            record.end("FAILED", error=err)
+            if isinstance(err, FATAL):
+                raise  # the next replicates would meet the same
             errors.append(err)
+            continue
+        record.end("SKIPPED" if result.skipped else "FINISHED", result.metrics,
+                   run_id=result.run_id)
+        results.append(result)
     if errors:
         raise errors[0]
-    keys = set.intersection(*(set(r) for r in results))
-    return {k: sum(r[k] for r in results) / len(results) for k in keys}
+    return results
 
 
-def train_one(cfg: DictConfig) -> dict[str, float]:
+def train_one(cfg: DictConfig) -> Trained:
     """Fit, test the best checkpoint, log the model and the report (the ``report``
-    callback). Returns what the run logged: the last epoch's metrics, the test metrics and
-    ``best/<monitor>``, the best checkpoint's monitored value.
+    callback). Returns the run and what it logged: the last epoch's metrics, the test
+    metrics and ``best/<monitor>``, the best checkpoint's monitored value.
 
     Every object is built before the MLflow run exists. The run is FINISHED only once
     everything is logged; any failure ends it FAILED (KILLED on Ctrl-C) with the error as a
@@ -69,9 +98,9 @@ def train_one(cfg: DictConfig) -> dict[str, float]:
     previous = resume.previous_attempt(cfg)
     if resume.complete(previous):
         log.info("skipped: this config already finished in run %s", previous.info.run_id)
-        return dict(previous.data.metrics)
+        return Trained(dict(previous.data.metrics), previous.info.run_id, skipped=True)
     resume_from = resume.resume_checkpoint(previous) if resume.resumable(previous) else None
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = build(cfg)
     with tracked_run(cfg, parts.trainer, parts.datamodule, previous, resume_from) as run:
         parts.trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=resume_from,
@@ -82,19 +111,80 @@ def train_one(cfg: DictConfig) -> dict[str, float]:
         checkpoint = parts.trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint else ""
         parts.trainer.test(parts.module, datamodule=parts.datamodule, ckpt_path=best or None,
-                           weights_only=False)
-    return run.metrics()
+                           weights_only=False, verbose=False)
+    return Trained(run.metrics(), run.run_id, example=example_source(parts.datamodule))
+
+
+def example_source(datamodule) -> str | None:
+    """The first test example's source as text, as ``predict`` reads it; None for vectors."""
+    from pipeline.data.tokenize import tokenizers_from_json
+
+    test = datamodule.dataset("test")
+    if datamodule.vocabs is None or not len(test):
+        return None
+    source, _ = tokenizers_from_json(datamodule.tokenizers)
+    return source.join(datamodule.vocabs[0].decode(test[0]["src"]))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored metric for sweepers that optimise it (NaN
     for a job that failed: the sweep goes on). See ``pipeline.tracking.outcome``."""
-    quiet()
+    quiet()  # again: a launcher's worker process runs this function without this module
     with JobOutcome(cfg) as job:
-        job.metrics = train(cfg)
+        if job.in_sweep:
+            job_in_sweep()  # the sweep's display reports each replicate
+        results = train_replicates(cfg)
+        job.metrics = mean_metrics(results)
+        if not job.in_sweep:
+            finish_single(cfg, results)
     return job.value
 
+
+def finish_single(cfg: DictConfig, results: list[Trained]) -> None:
+    """A training outside a sweep: its models registered under the experiment's name (so
+    ``models:/<experiment>/latest`` is the newest), then its test scores and where its run,
+    model and the commands to use it are, on stdout."""
+    from pipeline.tracking.registry import register_run_model
+
+    for result in results:
+        version = register_run_model(cfg.logger.tracking_uri, result.run_id,
+                                     cfg.logger.experiment_name)
+        console.print_result(run_result(cfg, result, version))
+
+
+def run_result(cfg: DictConfig, result: Trained, version) -> console.RunResult:
+    """A finished training's scores and where its run, model and commands are."""
+    from mlflow import MlflowClient
+
+    from pipeline.tracking.store import run_link, ui_base
+
+    uri = cfg.logger.tracking_uri
+    run = MlflowClient(uri).get_run(result.run_id)
+    link = run_link(ui_base(uri), run.info.experiment_id, result.run_id)
+    where = [("run", f"{result.run_id}  {link}"
+              + ("  (make ui)" if not uri.startswith("http") else ""))]
+    model = run.data.tags.get("model_uri")
+    if version is not None:
+        name = cfg.logger.experiment_name
+        latest = f"models:/{name}/latest"
+        where.append(("model", f"models:/{name}/{version.version}  (now {latest})"))
+        store = uri != f"sqlite:///{Path('outputs').resolve()}/mlflow.db"
+        if result.example is not None:
+            inputs = shlex.quote(f"inputs=[{json.dumps(result.example)}]")
+            where.append(("predict", f"python -m pipeline.predict model_uri={latest} {inputs}"
+                          + (f" tracking_uri={shlex.quote(uri)}" if store else "")))
+            where.append(("serve", f"make serve MODEL={latest}"
+                          + (f" TRACKING_URI={shlex.quote(uri)}" if store else "")))
+    elif model:
+        where.append(("model", model))
+    monitor = cfg.monitor
+    best = result.metrics.get(f"best/{monitor}")
+    return console.RunResult(result.metrics, (monitor, best) if best is not None else None,
+                             where)
+
+
+quiet()  # before any library logs: its lines go to the job's log file
 
 if __name__ == "__main__":
     main()  # a sweep with failed jobs exits 1 (its callback: tracking/sweep_callback.py)

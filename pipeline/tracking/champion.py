@@ -3,9 +3,10 @@ registry under the experiment's name with the alias ``champion``."""
 
 from __future__ import annotations
 
-import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Run
+
+from pipeline.tracking import registry
 
 
 def at_best(run: Run, metric: str) -> float | None:
@@ -26,9 +27,8 @@ def register(tracking_uri: str, parent_id: str, name: str, candidate: str, runs:
         return
     pick = (max if mode == "max" else min)(eligible, key=lambda r: at_best(r, metric))
     client = MlflowClient(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    version = mlflow.register_model(pick.data.tags["model_uri"], name,
-                                    tags={"sweep_run_id": parent_id})
+    version = registry.register(tracking_uri, pick.data.tags["model_uri"], name,
+                                tags={"sweep_run_id": parent_id, "run_id": pick.info.run_id})
     client.set_registered_model_alias(name, "champion", version.version)
     client.set_tag(parent_id, "champion", f"models:/{name}@champion")
     client.set_tag(parent_id, "champion_run_id", pick.info.run_id)

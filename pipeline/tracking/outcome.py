@@ -3,19 +3,22 @@
 :class:`JobOutcome` wraps a job of ``python -m pipeline.train``. In a single run a bad
 setting (``ConfigError``, ``StoreError``: exit status 2) or a tracking server that went away
 (exit status 3) or a full disk (exit status 4) ends it with one line, any other error with
-its traceback (``HYDRA_FULL_ERROR=1`` always shows it). In a sweep every job leaves
-``job.json`` in its folder (status, headline metric, seconds, the error if it failed) and
-logs one line: "job 4/10 model=cho model.depth=2: val/seq_acc 0.938 in 43 s; about 5 min
-left". A failed job returns NaN so the sweep goes on; the sweep callback counts the failed
-records, with its children that did not finish, and the sweep exits 1 if any job failed.
-A search trial that its pruner stopped records PRUNED, which is no failure.
+its traceback (``HYDRA_FULL_ERROR=1`` always shows it); a configuration refused before any
+run leaves no run folder behind. In a sweep every job leaves ``job.json`` in its folder
+(status, headline metric, seconds, the error if it failed), and its error line goes to its
+log file: the sweep's display reports it from the replicate's record. A failed job returns
+NaN so the sweep goes on; the sweep callback counts the failed records, with its children
+that did not finish, and the sweep exits 1 if any job failed. A search trial that its
+pruner stopped records PRUNED, which is no failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from contextlib import AbstractContextManager
@@ -28,13 +31,15 @@ from omegaconf import DictConfig
 from pipeline.config import ConfigError
 from pipeline.files import DiskFull, as_disk_full, disk_full, read_json, write_json
 from pipeline.search import Pruned
-from pipeline.tracking.handoff import sweep_info
-from pipeline.tracking.naming import override_key, task_overrides
+from pipeline.tracking.naming import candidate_name
 from pipeline.tracking.store import StoreError, TrackingServerGone
 
 log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
+# The errors that end a job in one line, with their exit status; a sweep's job stops its
+# remaining replicates on them (the next would meet the same).
 ONE_LINE = {ConfigError: 2, StoreError: 2, TrackingServerGone: 3, DiskFull: 4}
+FATAL = tuple(ONE_LINE)
 
 
 class JobOutcome(AbstractContextManager):
@@ -43,13 +48,14 @@ class JobOutcome(AbstractContextManager):
 
     def __init__(self, cfg: DictConfig):
         self.cfg, self.metrics, self.started = cfg, None, time.time()
+        self.in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
     @property
     def value(self) -> float:
         return (self.metrics or {}).get(f"best/{self.cfg.get('monitor')}", float("nan"))
 
     def __exit__(self, kind, err, tb) -> bool:
-        sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        sweep = self.in_sweep
         if err is not None and not isinstance(err, Exception):
             return False  # Ctrl-C, SystemExit: not the job's to swallow
         if err is None:
@@ -67,8 +73,11 @@ class JobOutcome(AbstractContextManager):
             return False
         if not sweep:
             log.error("%s", err)
+            if isinstance(err, ConfigError):
+                drop_run_folder()
             sys.exit(status)
-        log.error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
+        log.error("job failed, the sweep goes on: %s: %s", type(err).__name__, err,
+                  extra={"console": False})
         self._record("FAILED", f"{type(err).__name__}: {err}")
         return True
 
@@ -80,11 +89,25 @@ class JobOutcome(AbstractContextManager):
             write_json(job_dir / JOB_FILE, {
                 "job": HydraConfig.get().job.num, "status": status, "metric": metric,
                 "value": None if math.isnan(self.value) else self.value, "seconds": seconds,
-                "error": error})
+                "error": error, "candidate": candidate_name(self.cfg),
+                "replicates": int(self.cfg.get("seeds") or 1)})
         except DiskFull as full:
             log.error("%s (the job's record; the sweep counts its run instead)", full)
             return
-        log.info("%s", progress_line(job_dir.parent, status, metric, self.value, seconds))
+        log.info("job %s: %s in %.0f s", HydraConfig.get().job.num, status, seconds)
+
+
+def drop_run_folder() -> None:
+    """Remove this run's Hydra folder where it holds nothing but what Hydra itself wrote
+    (the job's log file, ``.hydra/``): a refused configuration leaves nothing behind."""
+    if not HydraConfig.initialized():
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    hydra_own = {f"{HydraConfig.get().job.name}.log", ".hydra"}
+    if folder.is_dir() and {p.name for p in folder.iterdir()} <= hydra_own:
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # runs/, where it held only this one
 
 
 def records(sweep_dir: Path) -> list[dict]:
@@ -99,22 +122,3 @@ def failed_job_dirs(sweep_dir: Path) -> set[str]:
     """The folders of this sweep's jobs that recorded a failure (a pruned trial did not
     fail)."""
     return {r["dir"] for r in records(sweep_dir) if r["status"] not in ("FINISHED", "PRUNED")}
-
-
-def progress_line(sweep_dir: Path, status: str, metric: str, value: float,
-                  seconds: float) -> str:
-    """``job 4/10 model=cho: val/seq_acc 0.938 in 43 s; about 5 min left``."""
-    done = records(sweep_dir)
-    info = sweep_info()
-    total = info.total if info else None
-    swept = info.swept if info else []
-    label = " ".join(o for o in task_overrides() if override_key(o) in swept)
-    result = (f"{metric} {value:.3f}" if status == "FINISHED" and not math.isnan(value)
-              else status.lower())
-    line = f"job {len(done)}/{total or '?'} {label}: {result} in {seconds:.0f} s".replace(
-        "  ", " ")
-    if total and len(done) < total:
-        mean = sum(r["seconds"] for r in done) / len(done)
-        left = mean * (total - len(done)) / max(1, info.parallel)
-        line += f"; about {left / 60:.0f} min left" if left >= 90 else f"; about {left:.0f} s left"
-    return line

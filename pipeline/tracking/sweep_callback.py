@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,15 +84,26 @@ class MLflowSweepCallback(Callback):
     """See the module docstring. Hydra makes it for every run, sweep or not: MLflow is only
     imported once a multirun starts."""
 
-    def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None):
+    def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None,
+                 display: Callable[..., Any] | None = None):
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.artifact_location = artifact_location
+        # What the sweep shows while it runs and at its end (pipeline.console.SweepDisplay,
+        # given by the config): made with the sweep folder, the number of runs and how many
+        # run at once.
+        self.make_display = display
+        self.display = None
         self.parent_id: str | None = None
         self.experiment_id: str | None = None
         self.swept: list[str] = []
         self.total: int | None = None
         self.seeds = 1
+
+    def __getstate__(self) -> dict:
+        """What a launcher sends to its workers (joblib pickles the callbacks): the display
+        stays in this process."""
+        return {**self.__dict__, "display": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
@@ -106,8 +118,9 @@ class MLflowSweepCallback(Callback):
         overrides = [o for o in OmegaConf.to_container(config.hydra.overrides.task)
                      if override_key(o) != "sweep_id"]
         swept = {key: str(values) for key, values in grid.items()}
-        swept.update({key: values for key, values in override_values(overrides).items()
-                      if "," in values})
+        swept.update(override_values(overrides))  # the command line wins over the grid
+        swept = {key: values for key, values in swept.items()
+                 if key in grid or "," in values or "(" in values}
         resume = config.get("sweep_id")
         if resume:
             self.parent_id = resumable_parent(client, resume, self.experiment_id).info.run_id
@@ -123,20 +136,26 @@ class MLflowSweepCallback(Callback):
                 client.log_param(self.parent_id, key, values)
         self.swept = list(swept)
         launcher_jobs = config.hydra.launcher.get("n_jobs")
-        self.total = count_jobs(config, {**{k: str(v) for k, v in grid.items()}, **swept})
+        self.parallel = launcher_jobs if launcher_jobs and launcher_jobs > 0 else 1
+        self.total = count_jobs(config, swept)
         self.seeds = int(config.get("seeds") or 1)
         try:
             write_sweep_info(sweep_dir, SweepInfo(
                 self.parent_id, self.experiment_id, self.swept, bool(resume), total=self.total,
-                parallel=launcher_jobs if launcher_jobs and launcher_jobs > 0 else 1))
+                parallel=self.parallel))
             room = shutil.disk_usage(sweep_dir).free
             if room < MIN_FREE_BYTES:  # Hydra's own multirun.yaml comes next
                 raise DiskFull(f"{sweep_dir} ({room // 1024} KiB free; a sweep starts with "
                                f"at least {MIN_FREE_BYTES // 2**20} MiB)")
         except DiskFull as err:
             self._stop(client, err)
-        log.info("MLflow parent run %s in %s%s", self.parent_id, self.tracking_uri,
-                 " (resumed)" if resume else "")
+        runs = f"{self.total * self.seeds} runs" if self.total else "its runs"
+        log.info("sweep%s: %s, %d at a time; parent run %s in %s; job logs in %s",
+                 " (resumed)" if resume else "", runs, self.parallel, self.parent_id,
+                 self.tracking_uri, sweep_dir)
+        if self.make_display is not None:
+            self.display = self.make_display(sweep_dir, self.total and self.total * self.seeds,
+                                             self.parallel).start()
 
     def _stop(self, client: MlflowClient, err: DiskFull) -> None:
         """End the sweep before any job, in one line: the disk is full."""
@@ -148,6 +167,8 @@ class MLflowSweepCallback(Callback):
         raise SystemExit(4)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.display is not None:
+            self.display.stop()
         if self.parent_id is None:
             return
         from mlflow import MlflowClient
@@ -195,6 +216,35 @@ class MLflowSweepCallback(Callback):
                       as_disk_full(err, sweep_dir, self.tracking_uri), self.parent_id,
                       self.parent_id)
             return max(1, failed_jobs)
-        log.info("Sweep summary (%d runs, %d failed): %s", len(runs), failed_jobs,
-                 sweep_dir / "summary.md")
+        self._say_where(client, runs, sweep_dir, failed_jobs)
         return failed_jobs
+
+    def _say_where(self, client: MlflowClient, runs: list[Run], sweep_dir: Path,
+                   failed_jobs: int) -> None:
+        """The candidates' table and where the sweep's results are (through the display),
+        else one line naming the summary."""
+        import pandas as pd
+
+        from pipeline.tracking import sweep_report
+        from pipeline.tracking.store import run_link, ui_base
+
+        summary = sweep_dir / "summary.md"
+        if self.display is None:
+            log.info("Sweep summary (%d runs, %d failed): %s", len(runs), failed_jobs, summary)
+            return
+        parent = client.get_run(self.parent_id)
+        link = run_link(ui_base(self.tracking_uri), self.experiment_id, self.parent_id)
+        where = [("sweep", f"{self.parent_id}  {link}"
+                  + ("" if self.tracking_uri.startswith("http") else "  (make ui)")),
+                 ("summary", f"{summary}; in the UI: the parent run's summary.html")]
+        champion = parent.data.tags.get("champion")
+        if champion:
+            where.append(("champion", champion))
+        if failed_jobs:
+            planned = self.total * self.seeds if self.total else len(runs)
+            where.append(("failed", f"{failed_jobs} of {planned} runs; each one's error is "
+                          f"above, its log in {sweep_dir}/<job>/"))
+        table = pd.read_csv(sweep_dir / "summary.csv") if (sweep_dir / "summary.csv").exists() \
+            else pd.DataFrame()
+        monitor = runs[0].data.tags.get("monitor", "val/seq_acc") if runs else "val/seq_acc"
+        self.display.finish(table, monitor, sweep_report.ALPHA, where)
