@@ -107,3 +107,5 @@ def test_the_command_line_says_it_in_one_line_and_leaves_nothing(tmp_path, overr
     assert len(lines) == 1 and override.partition("=")[0] in lines[0]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "runs").exists()  # not even Hydra's run folder
+    assert result.stdout == ""  # errors go to stderr

@@ -294,7 +294,8 @@ def test_resume_skips_finished_jobs_and_continues_the_killed_one(tmp_path):
 def test_resume_with_an_unknown_sweep_id_stops_in_one_line(tmp_path):
     result = run_cli("-m", *TINY, "model.depth=1", "sweep_id=nope", output_dir=tmp_path)
     assert result.returncode == 2
-    assert "sweep_id='nope' is invalid: the run id of a sweep's parent run" in result.stdout
+    assert "sweep_id='nope' is invalid: the run id of a sweep's parent run" in result.stderr
+    assert result.stdout == ""
     assert "Traceback" not in result.stderr
 
 
