@@ -1,5 +1,6 @@
-# Every target installs what it needs first (a .venv, torch pinned to the small CPU build;
-# where $(PYTHON) already has torch with CUDA, the .venv sees it and keeps it).
+# Every target installs what it needs first: a .venv with torch pinned (torch==2.13.0, the
+# CPU build where the package index offers it); where $(PYTHON) already has torch with CUDA,
+# the .venv sees it and keeps it.
 # Extra Hydra overrides: make train ARGS="model.depth=2 data=copy"
 PYTHON ?= python3
 VENV := .venv
@@ -12,9 +13,6 @@ NEEDS := $(if $(filter 0,$(INSTALL)),,$(STAMP))
 CUDA_TORCH := $(shell $(PYTHON) -c "import torch, sys; sys.exit(not torch.cuda.is_available())" \
 	2>/dev/null && echo yes)
 TORCH := $(if $(CUDA_TORCH),,torch==2.13.0)
-# Where this machine keeps the CPU build of that torch (a plain PyPI install would take a
-# multi-GB CUDA build); harmless where the folder does not exist.
-FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 ARGS ?=
 SWEEP ?= grid
 SWEEP_ID ?=
@@ -48,8 +46,8 @@ help:  ## List the targets
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(if $(CUDA_TORCH),--system-site-packages) $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(if $(TORCH),$(PY) -m pip install -q $(FIND_LINKS) $(TORCH))
-	$(PY) -m pip install -q $(FIND_LINKS) -e ".[dev]" $(TORCH)
+	$(if $(TORCH),$(PY) -m pip install -q $(TORCH))
+	$(PY) -m pip install -q -e ".[dev]" $(TORCH)
 	touch $(STAMP)
 
 install: $(STAMP)  ## Make .venv and install the project (skipped when nothing changed)
@@ -88,24 +86,24 @@ server: $(NEEDS)  ## Shared tracking server: mlflow server on PostgreSQL, 127.0.
 	$(PY) -m pipeline.tracking.server --host $(HOST) --port $(PORT) $(ARGS)
 
 bench: $(NEEDS)  ## Benchmarks: ratios measured side by side (ARGS=--full for more sizes)
-	$(PY) -m pipeline.bench $(ARGS)
+	$(PY) -m bench $(ARGS)
 
 bench-peer: $(NEEDS)  ## Against OpenNMT-py (installed into outputs/bench/peer): tok/s and accuracy (ARGS=--rounds 3)
-	$(PY) -m pipeline.bench.peer $(ARGS)
+	$(PY) -m bench.peer $(ARGS)
 
 gpu-check: $(NEEDS)  ## On an NVIDIA GPU: the gpu tests and the GPU benchmark, one table
-	$(PY) -m pipeline.bench --gpu-check
+	$(PY) -m bench --gpu-check
 
 test: $(NEEDS) system-deps  ## Lint and run the test suite
-	$(PY) -m ruff check pipeline tests
+	$(PY) -m ruff check pipeline bench tests
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(NEEDS)  ## Lint and the fast tests (no end-to-end runs): under a minute
-	$(PY) -m ruff check pipeline tests
+	$(PY) -m ruff check pipeline bench tests
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(NEEDS)  ## ruff
-	$(PY) -m ruff check pipeline tests
+	$(PY) -m ruff check pipeline bench tests
 
 clean:  ## Remove outputs (runs, MLflow store, data cache); keeps .venv
 	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.bench.levers import LEVERS
-from pipeline.bench.networks import make_batch, make_model
-from pipeline.bench.reference import TutorialAttention
+from bench.levers import LEVERS
+from bench.networks import make_batch, make_model
+from bench.reference import TutorialAttention
 
 REQUIRED = ("pipeline_overhead_ratio", "attention_speedup_vs_reference", "beam5_vs_greedy_cost",
             "data_headroom", "files_cold_s", "files_warm_s", "files_peak_rss_gb")
@@ -40,7 +40,7 @@ def test_reference_and_project_train_identically(cell):
 
 @pytest.mark.slow
 def test_tiny_bench_writes_the_json_and_the_table(tmp_path):
-    from pipeline.bench.__main__ import main
+    from bench.__main__ import main
 
     res = main(["--tiny", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "latest.json").read_text())
@@ -57,7 +57,7 @@ def test_tiny_bench_writes_the_json_and_the_table(tmp_path):
 def test_the_peer_bench_reads_opennmt_reports_and_writes_its_config(tmp_path):
     """Target tokens and seconds from OpenNMT-py's report lines, the first window left out;
     its config asks for the model the project's default matches."""
-    from pipeline.bench.peer import peer_config, window_rates
+    from bench.peer import peer_config, window_rates
 
     log = "\n".join(
         f"[INFO] Step {s}/  300; acc: 90.0; ppl: 1.3; xent: 0.3; lr: 0.00300; sents: 3200; "
@@ -74,7 +74,7 @@ def test_the_peer_bench_reads_opennmt_reports_and_writes_its_config(tmp_path):
 
 
 def test_the_bf16_lever_flips_both_recurrent_parts_and_restores_them():
-    from pipeline.bench.levers import _switch
+    from bench.levers import _switch
     from pipeline.models import EncoderDecoder
 
     for recipe, flipped in (("fp32", "bf16"), ("bf16", "fp32")):

@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from pipeline.bench.gpu import g2p_overrides
+from bench.gpu import g2p_overrides
 from pipeline.config import validate
 from tests.helpers.gpu_runs import GPU_MULTIRUN, GPU_TRAININGS
 

@@ -190,7 +190,7 @@ def run_project(folder: Path, max_len: int, train_size: int, epochs: int,
            f"data.train_size={train_size}", f"trainer.max_epochs={epochs}", "threads=1",
            "~callbacks.stop_when_solved", f"data.batch_size={BATCH}", f"optimizer.lr={LR}",
            f"model.hidden_dim={HIDDEN}", "+callbacks.tokens._target_="
-           "pipeline.bench.peer.TrainTokens", f"+callbacks.tokens.path={out}", *extra]
+           "bench.peer.TrainTokens", f"+callbacks.tokens.path={out}", *extra]
     env = {**os.environ, "SEQ2SEQ_OUTPUT_DIR": str(folder / "outputs"), "OMP_NUM_THREADS": "1"}
     call(cmd, env)
     return json.loads(out.read_text())
@@ -234,7 +234,7 @@ def table(results: dict, sequences: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.bench.peer", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.peer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=int, nargs="+", default=[10, 40],
                         choices=sorted(TASKS), help="reverse tasks by their longest sequence")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.bench.reference import TutorialAttention
-from pipeline.bench.timing import compare
+from bench.reference import TutorialAttention
+from bench.timing import compare
 from pipeline.models import EncoderDecoder
 from pipeline.models.search import greedy_search
 

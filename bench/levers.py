@@ -4,7 +4,7 @@ side by side.
 The default attention model trains on the reverse task (lengths 1-40) as ``make train``
 composes it, or a named experiment's recipe (``--experiment g2p``): the same first batches
 of an epoch, forward, backward, gradient clipping and the optimizer step, one contender
-after the other (:func:`pipeline.bench.timing.compare`). Each lever's effect is the target
+after the other (:func:`bench.timing.compare`). Each lever's effect is the target
 tokens per second with the lever on over those with it off; for the bf16 levers, with the
 relative difference of the loss on the same batch.
 """
@@ -18,8 +18,8 @@ from unittest import mock
 import torch
 from hydra.utils import instantiate
 
-from pipeline.bench.loop import default_config
-from pipeline.bench.timing import compare
+from bench.loop import default_config
+from bench.timing import compare
 from pipeline.build import build
 from pipeline.models import decoder as decoder_module
 from pipeline.models import encoder as encoder_module
@@ -116,13 +116,13 @@ def effects(batches: int = 40, repeats: int = 3, max_len: int = 40,
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m pipeline.bench.levers``: this section of ``make bench`` alone, one
+    """``python -m bench.levers``: this section of ``make bench`` alone, one
     thread, printed as JSON."""
     import argparse
     import json
     import logging
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline.bench.levers")
+    parser = argparse.ArgumentParser(prog="python -m bench.levers")
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--experiment", help="a recipe of conf/experiment (e.g. g2p) "

@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from pipeline.bench.timing import compare
+from bench.timing import compare
 from pipeline.build import build, settle
 from pipeline.data.dataset import padding_share
 from pipeline.tracking.logger import make_logger
 from pipeline.tracking.store import ensure_experiment, open_store
 
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def default_config(workdir: str, overrides: list[str]):
@@ -107,7 +107,7 @@ def data_and_buckets(train_size: int, repeats: int, fastest_variant: str) -> dic
     """Batches/s of the default data module against training on the same batches (the
     fastest variant, at the default size), and the padding share of plain batches and of
     length buckets."""
-    from pipeline.bench.networks import VARIANTS
+    from bench.networks import VARIANTS
     from pipeline.models import EncoderDecoder
 
     with tempfile.TemporaryDirectory() as workdir:

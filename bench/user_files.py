@@ -53,7 +53,7 @@ def first_step(train: Path, small: Path, output_dir: Path, tokenizer: str,
     marker.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "pipeline.train", "data=files", f"data.train={train}",
            f"data.val={small}", f"data.test={small}", f"data.tokenizer={tokenizer}",
-           "+callbacks.first_step._target_=pipeline.bench.user_files.FirstStep",
+           "+callbacks.first_step._target_=bench.user_files.FirstStep",
            "trainer.max_epochs=1"]
     env = {**os.environ, "SEQ2SEQ_OUTPUT_DIR": str(output_dir), MARKER_ENV: str(marker)}
     start = time.time()

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench.networks import make_batch, make_model
+from bench.table import table
+from bench.timing import compare
 from pipeline.accel import DecoderGraphs
-from pipeline.bench.networks import make_batch, make_model
-from pipeline.bench.table import table
-from pipeline.bench.timing import compare
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 # The sizes the GPU section measures: (hidden, length, batch, precision).
 SETTINGS = [(512, 50, 64, "fp32"), (512, 50, 256, "fp32"), (512, 50, 256, "bf16")]
 

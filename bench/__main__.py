@@ -1,5 +1,5 @@
-"""``python -m pipeline.bench [--full] [--sweep] [--gpu-check]``: print the table, write the
-JSON. On a GPU the table gains the GPU section (``pipeline/bench/gpu.py``)."""
+"""``python -m bench [--full] [--sweep] [--gpu-check]``: print the table, write the
+JSON. On a GPU the table gains the GPU section (``bench/gpu.py``)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.bench import gpu, levers, loop, networks, user_files
-from pipeline.bench.table import table
+from bench import gpu, levers, loop, networks, user_files
+from bench.table import table
 from pipeline.logs import quiet
 
 # The targets each ratio is held to: (key, comparison, bound).
@@ -229,7 +229,7 @@ def run(profile: str, sweep: list[str] | None) -> tuple[dict, Rows]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--full", action="store_true", help="more sizes, full epochs")
     parser.add_argument("--tiny", action="store_true", help="seconds: for the smoke test")
     parser.add_argument("--sweep", nargs="*", metavar="OVERRIDE", default=None,
