@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pipeline.data.tasks import TASKS
+from pipeline.data.tasks.files import check_settings as check_files
 from pipeline.errors import ConfigError
 from pipeline.models.attention import AttentionType
 from pipeline.models.cells import Cell, Init, Precision
@@ -230,6 +231,8 @@ def validate(cfg: DictConfig) -> None:
     if "vocab_size" in d:
         check(1 <= d.vocab_size <= MAX_VOCAB_SIZE, "data.vocab_size", d.vocab_size,
                f"an int in [1, {MAX_VOCAB_SIZE:,}]")
+    if d.task == "files":  # here: inside Hydra's instantiate the line would be wrapped
+        check_files(d)
     width = cfg.eval.get("bucket_width")
     check(width is None or (is_int(width) and width >= 1), "eval.bucket_width", width,
            "null (about 5 buckets) or an int >= 1")

@@ -58,8 +58,23 @@ def decode(
 
 
 class InputError(ValueError):
-    """An input a model cannot decode: empty, or (``unknown="error"``) with symbols outside
-    its vocabulary; says which and what would be right."""
+    """An input a model cannot decode: none at all, an empty one, or (``unknown="error"``)
+    one with symbols outside its vocabulary. Says which (``index``, 0-based, of ``total``)
+    and what would be right; ``problem`` says it of the input alone."""
+
+    def __init__(self, problem: str, index: int | None = None, total: int | None = None):
+        self.problem, self.index, self.total = problem, index, total
+        super().__init__(problem if index is None else f"input {index + 1} of {total} {problem}")
+
+
+# Known symbols shown at most when an input has unknown ones.
+SHOWN_SYMBOLS = 100
+
+
+def shown(symbol: str) -> str:
+    """A symbol as a line shows it: quoted where it holds white space or cannot be seen."""
+    plain = symbol.isprintable() and not any(c.isspace() for c in symbol)
+    return symbol if plain else repr(symbol)
 
 
 class Translator:
@@ -77,19 +92,30 @@ class Translator:
         self.max_len, self.settings = max_len, settings
 
     def check(self, texts: list[str], unknown: str = "error") -> None:
-        """Refuse empty texts and (``unknown="error"``) symbols outside the vocabulary."""
+        """Refuse no texts, an empty text and (``unknown="error"``) a text with symbols
+        outside the vocabulary: the first such text, by its index."""
         if not texts:
             raise InputError("no inputs: give one or more texts")
-        empty = [i for i, t in enumerate(texts) if not self.source.tokens(str(t))]
-        if empty:
-            raise InputError(f"input {empty[0] + 1} of {len(texts)} is empty; every input "
-                             "needs at least one symbol")
-        if unknown != "unk":
-            missing = list(dict.fromkeys(s for t in texts for s in self.source.unknown(t)))
-            if missing:
-                known = " ".join(self.source.vocab.itos[len(SPECIALS):])
-                raise InputError(f"symbols outside the model's vocabulary: {' '.join(missing)}"
-                                 f" (it knows: {known}); unknown=unk reads them as <unk>")
+        for i, text in enumerate(texts):
+            if not self.source.tokens(str(text)):
+                raise InputError("is empty; every input needs at least one symbol", i,
+                                 len(texts))
+        if unknown == "unk":
+            return
+        missing = [self.source.unknown(str(t)) for t in texts]
+        bad = [i for i, m in enumerate(missing) if m]
+        if bad:
+            known = self.source.vocab.itos[len(SPECIALS):]
+            listed = " ".join(map(shown, known[:SHOWN_SYMBOLS]))
+            if len(known) > SHOWN_SYMBOLS:
+                listed += f" ... ({len(known)} in all)"
+            others = len(bad) - 1
+            more = (f"; {others} later input{'s have' if others > 1 else ' has'} such symbols "
+                    "too" if others else "")
+            raise InputError(f"has symbols outside the model's vocabulary: "
+                             f"{' '.join(map(shown, missing[bad[0]]))} (it knows: {listed})"
+                             f"{more}; use unknown=unk to read them as <unk>", bad[0],
+                             len(texts))
 
     @torch.inference_mode()
     def translate(self, texts: list[str], beam_size: int = 1,

@@ -152,14 +152,24 @@ class CharacterErrorRate(Ratio):
             self.den += length
 
 
+# sacrebleu's BLEU tokenization by the target side's tokenizer; others: its default, 13a.
+BLEU_TOKENIZE = {"chars": "char"}
+
+
 class CorpusText:
     """A stage's predicted and reference texts, scored at its end with sacrebleu's corpus
     BLEU and chrF (every example's references; examples with fewer are padded with None,
     which sacrebleu skips). Strings cannot travel in torchmetrics' states: under DDP the
-    module gathers :attr:`pairs` from every rank first."""
+    module gathers :attr:`pairs` from every rank first.
 
-    def __init__(self):
+    BLEU counts n-grams of sacrebleu's tokenization chosen from the target ``tokenizer``:
+    characters (``tokenize="char"``) for ``chars``, where its default word tokenization
+    (``13a``) would see a target without spaces as one word and score 0; ``13a`` for
+    ``words``, ``bpe`` and ``unigram`` (texts of words). chrF always counts characters."""
+
+    def __init__(self, tokenizer: str | None = None):
         self.pairs: list[tuple[str, list[str]]] = []
+        self.tokenize = BLEU_TOKENIZE.get(tokenizer, "13a")
 
     def update(self, hypotheses: list[str], references: list[list[str]]) -> None:
         self.pairs += zip(hypotheses, references, strict=True)
@@ -172,7 +182,7 @@ class CorpusText:
         hyps = [h for h, _ in self.pairs]
         most = max(len(r) for _, r in self.pairs)
         streams = [[r[i] if i < len(r) else None for _, r in self.pairs] for i in range(most)]
-        return {"bleu": BLEU().corpus_score(hyps, streams).score,
+        return {"bleu": BLEU(tokenize=self.tokenize).corpus_score(hyps, streams).score,
                 "chrf": CHRF().corpus_score(hyps, streams).score}
 
     def reset(self) -> None:

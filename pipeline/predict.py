@@ -10,12 +10,17 @@ split as the model's training split them (its tokenizers travel with it; the bui
 take space-separated symbols). Each prints one line, ``source<TAB>prediction``, in order;
 they are decoded in batches of ``batch_size``. A model that does not exist, a file that
 cannot be read, an empty input or symbols outside the model's vocabulary stop in one line
-(exit status 2) saying what would be right; ``unknown=unk`` reads unknown symbols as
-``<unk>`` on purpose.
+(exit status 2) naming the input (the file's line, or which of ``inputs``) and saying what
+would be right; ``unknown=unk`` reads unknown symbols as ``<unk>`` on purpose.
+
+Predictions alone go to standard output; the project's lines and errors to standard error
+(``conf/hydra/job_logging/project.yaml``), library lines to ``predict.log`` in the run folder
+(``outputs/predict``), written anew by each predict. A refused predict leaves neither.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -100,9 +105,44 @@ def inputs(cfg: DictConfig) -> tuple[str, list[str]]:
         except (OSError, UnicodeDecodeError) as err:
             raise DataFileError("inputs_file", name, f"cannot be read as UTF-8 text: "
                                 f"{getattr(err, 'strerror', None) or err}") from None
-        return "inputs_file", text.splitlines()
+        lines = text.split("\n")  # by "\n" alone: the numbers are an editor's line numbers
+        if lines[-1] == "":
+            lines.pop()
+        return "inputs_file", [line.removesuffix("\r") for line in lines]
     given = OmegaConf.to_object(cfg.inputs) if OmegaConf.is_config(cfg.inputs) else cfg.inputs
     return "inputs", [given] if isinstance(given, str) else [str(x) for x in given]
+
+
+def refusal(cfg: DictConfig, key: str, texts: list[str], err: InputError) -> ConfigError:
+    """The line for an input the model refuses: the file's line, or which of ``inputs``."""
+    if key == "inputs_file":
+        name = "standard input" if cfg.inputs_file == "-" else cfg.inputs_file
+        if err.index is None:
+            return DataFileError(key, name, "no inputs: give one per line")
+        return DataFileError(key, name, f"the line {err.problem}", line=err.index + 1)
+    if err.index is None:
+        return ConfigError(key, texts, err.problem)
+    return ConfigError(key, texts[err.index], str(err))
+
+
+def leave_nothing(cfg: DictConfig) -> None:
+    """After a refusal: the run folder's log file goes (its one line is on stderr), and the
+    folder with it, and the output folder, where nothing else is in them."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and \
+                Path(handler.baseFilename).parent == folder:
+            root.removeHandler(handler)
+            handler.close()
+            Path(handler.baseFilename).unlink(missing_ok=True)
+    for empty in (folder, Path(cfg.paths.output_dir)):
+        with contextlib.suppress(OSError):
+            empty.rmdir()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
@@ -126,8 +166,7 @@ def main(cfg: DictConfig) -> None:
         try:
             translator.check(texts, cfg.unknown)
         except InputError as err:
-            shown = cfg.inputs_file if key == "inputs_file" else texts
-            raise ConfigError(key, shown, str(err)) from None
+            raise refusal(cfg, key, texts, err) from None
         predictions = translator.translate(texts, cfg.eval.beam_size, cfg.batch_size)
         for text, prediction in zip(texts, predictions, strict=True):
             print(f"{text}\t{prediction}")
@@ -135,6 +174,7 @@ def main(cfg: DictConfig) -> None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log.error("%s", err)
+        leave_nothing(cfg)
         sys.exit(2)
 
 

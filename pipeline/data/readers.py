@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import ConfigError, DataFileError
+from pipeline.logs import verbose
 
 FORMATS = ("auto", "tsv", "csv", "jsonl", "parquet", "text")
 EXTENSIONS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
@@ -38,6 +39,8 @@ def split_files(key: str, value, fmt: str) -> SplitFiles:
         raise ConfigError(key, value, "one file, or a [source, target] pair of text files")
     paths = tuple(Path(str(p)).expanduser().resolve() for p in paths)
     for path in paths:
+        if path.is_dir():
+            raise DataFileError(key, path, directory_problem(key, path))
         if not path.is_file():
             raise DataFileError(key, path, "no such file")
     if len(paths) == 2:
@@ -54,6 +57,17 @@ def split_files(key: str, value, fmt: str) -> SplitFiles:
             raise DataFileError(key, paths[0], "cannot tell the format from the extension; "
                                 f"set data.format (one of {', '.join(FORMATS[1:])})")
     return SplitFiles(key, paths, fmt)
+
+
+def directory_problem(key: str, path: Path) -> str:
+    """What to say of a directory given where a file belongs: some of its files, and (for
+    data.train) that data.dataset reads a Hugging Face dataset folder."""
+    names = sorted(p.name for p in path.iterdir() if p.is_file())
+    shown = ", ".join(names[:5]) + (f", ... ({len(names)} files)" if len(names) > 5 else "")
+    right = f"name one of its files ({shown})" if names else "name a data file"
+    if key == "data.train":
+        right += f", or read the folder as a Hugging Face dataset: data.dataset={path}"
+    return f"a directory, not a file; {right}"
 
 
 def read_pairs(files: SplitFiles, columns: tuple, header: bool) -> tuple[list[str], list[str]]:
@@ -89,6 +103,7 @@ def load_table(files: SplitFiles, header: bool, columns: tuple):
     if fmt in ("tsv", "csv"):
         names = first_row(files, path)
         if header:
+            check_header(files, path, names)
             for key, column in zip(("data.source", "data.target"), columns, strict=True):
                 if not isinstance(column, str) or column not in names:
                     raise DataFileError(key, path, f"no column {column!r} in the header; it "
@@ -130,7 +145,8 @@ def load(files: SplitFiles, path: Path, builder: str, kwargs: dict):
             problem, line = diagnose(path, builder, kwargs)
             if problem is None:
                 cause = err.__cause__ or err
-                problem = f"unreadable as {files.format}: {str(cause).splitlines()[0][:300]}"
+                words = " ".join(w.strip() for w in str(cause).splitlines() if w.strip())
+                problem = f"unreadable as {files.format}: {words or type(cause).__name__}"
             raise DataFileError(files.key, path, problem, line) from None
         return data.data.table
 
@@ -150,6 +166,16 @@ def check_values(files: SplitFiles, path: Path, name: str, values: list, header:
             raise DataFileError(files.key, path, f"{field} is {what}"
                                 + (f" (row {i + 1})" if line is None else "")
                                 + "; every source and target needs text", line)
+
+
+def check_header(files: SplitFiles, path: Path, names: list[str]) -> None:
+    """Every column of a header has its own name: with one named twice, which of them
+    ``data.source``/``data.target`` mean could not be told."""
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise DataFileError(files.key, path, f"the header names column {name!r} twice "
+                                f"(columns {names.index(name) + 1} and {i + 1}); give every "
+                                "column its own name", line=1)
 
 
 def csv_dialect(fmt: str) -> dict:
@@ -198,11 +224,14 @@ def diagnose(path: Path, builder: str, kwargs: dict) -> tuple[str | None, int | 
                     return f"{found}, expected {expected} fields (as on line 1)", number
             elif builder == "json" and line.strip():
                 try:
-                    row = json.loads(line)
+                    row = json.loads(line.rstrip("\r\n"))
                 except json.JSONDecodeError as err:
-                    return f"not a JSON object: {err.msg}", number
+                    at = "" if err.msg.endswith(" at") else " at"  # "starting at"
+                    return (f"not valid JSON: {err.msg}{at} column {err.colno}; every line "
+                            "needs one JSON object"), number
                 if not isinstance(row, dict):
-                    return "not a JSON object", number
+                    return (f"a JSON {type(row).__name__}, not an object; every line needs "
+                            "one JSON object"), number
     return None, None
 
 
@@ -244,11 +273,15 @@ def read_dataset(name: str, config: str | None, revision: str | None,
 
 
 def quiet_datasets():
-    """Hugging Face ``datasets``, imported on first use, without progress bars or info logs."""
+    """Hugging Face ``datasets``, imported on first use, with neither progress bars nor log
+    lines of its own (its loaders log a file they cannot read, by 0-based row, at ERROR):
+    what it cannot read is reported here, in one line by file line. ``SEQ2SEQ_VERBOSE=1``
+    keeps its lines."""
     import datasets
 
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    if not verbose():
+        datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     return datasets
 
 

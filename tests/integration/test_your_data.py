@@ -1,6 +1,6 @@
 """A user's files end to end: train on TSV files, score texts, predict from a file or
-standard input, load the pyfunc model, serve it with ``mlflow models serve``; a bad file
-stops in one line and leaves nothing behind."""
+standard input, load the pyfunc model, serve it with ``mlflow models serve``; a bad file,
+setting or input stops in one line on stderr and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -91,6 +91,26 @@ def test_predict_reads_a_file_or_standard_input(store, tmp_path):
     assert "inputs_file: " in said and "nope.txt: cannot be read" in said
 
 
+def test_a_refused_input_is_one_line_on_stderr_by_its_line_and_leaves_nothing(store, tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("12\n305\n7\u00e41\n40\n", encoding="utf-8")
+    log_file = store["out"] / "predict" / "predict.log"
+    for args, start in [
+        ([f"inputs_file={path}"], f"error: inputs_file: {path}, line 3: the line has symbols "
+                                  "outside the model's vocabulary: \u00e4 (it knows: "),
+        (['inputs=["12", "1x"]'], "error: inputs='1x' is invalid: input 2 of 2 has symbols "
+                                  "outside the model's vocabulary: x (it knows: "),
+    ]:
+        result = predict(store, *args)
+        assert result.returncode == 2 and result.stdout == "", result.stdout
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(start) and line.endswith("; use unknown=unk to read them as <unk>")
+        assert not log_file.exists()
+    piped = predict(store, "inputs_file=-", stdin="12\n7\n")
+    assert piped.returncode == 0 and len(piped.stdout.splitlines()) == 2
+    assert "12\t" not in piped.stderr
+
+
 def test_the_served_model_answers_and_refuses_bad_requests(store):
     port = free_port()
     # mlflow starts uvicorn from PATH: the one installed beside this Python (make serve does
@@ -137,16 +157,37 @@ def test_the_served_model_answers_and_refuses_bad_requests(store):
         server.wait(timeout=30)
 
 
-@pytest.mark.parametrize("problem", ["missing", "wrong columns"])
-def test_a_bad_file_stops_in_one_line_and_leaves_nothing(tmp_path, problem):
-    bad = tmp_path / "train.tsv"
-    if problem == "wrong columns":
-        bad.write_text("source\ttarget\n12\ttwelve\n13\tthirteen\tthree\n")
+BAD_INPUTS = {  # what the file holds (None: no file; "dir": a directory), what is said
+    "missing": ("train.tsv", None, "{bad}: no such file"),
+    "wrong columns": ("train.tsv", "source\ttarget\n12\ttwelve\n13\tthirteen\tthree\n",
+                      "{bad}, line 3: 3 fields, expected 2 fields (as on line 1)"),
+    "a directory": ("corpus", "dir", "{bad}: a directory, not a file; name a data file, or "
+                    "read the folder as a Hugging Face dataset: data.dataset={bad}"),
+    "a column named twice": ("train.tsv", "source\ttarget\ttarget\n12\ttwelve\tx\n",
+                             "{bad}, line 1: the header names column 'target' twice (columns 2 "
+                             "and 3); give every column its own name"),
+    "a bad JSON line": ("train.jsonl", '{"source": "1", "target": "one"}\n' * 55
+                        + '{"source": "2", "target" "two"}\n',
+                        "{bad}, line 56: not valid JSON: Expecting ':' delimiter at column 26; "
+                        "every line needs one JSON object"),
+}
+
+
+@pytest.mark.parametrize("problem", [*BAD_INPUTS, "a bad setting"])
+def test_a_bad_file_or_setting_stops_in_one_line_and_leaves_nothing(tmp_path, problem):
+    """The one line starts with the setting and the reason, names the file and its line, and
+    is all that is said: no echo of the overrides, no line of the reading library."""
+    name, content, said = BAD_INPUTS.get(problem, ("train.tsv", "source\ttarget\n1\tone\n", ""))
+    bad = tmp_path / name
+    if content == "dir":
+        bad.mkdir()
+    elif content is not None:
+        bad.write_text(content)
     out = tmp_path / "out"
-    result = run_cli("data=files", f"data.train={bad}", "debug=fast", output_dir=out)
-    said = result.stdout + result.stderr
-    assert result.returncode == 2 and "Traceback" not in said
-    (line,) = [ln for ln in said.splitlines() if "data.train:" in ln]
-    assert str(bad) in line
-    assert ("no such file" in line) if problem == "missing" else ("line 3: 3 fields" in line)
+    extra = ["data.tokenizer=nonsense"] if problem == "a bad setting" else []
+    result = run_cli("data=files", f"data.train={bad}", *extra, "debug=fast", output_dir=out)
+    assert result.returncode == 2
+    line = ("data.tokenizer='nonsense' is invalid: one of chars, words, bpe, unigram"
+            if problem == "a bad setting" else "data.train: " + said.format(bad=bad))
+    assert (result.stdout + result.stderr).splitlines() == [f"error: {line}"]
     assert not (out / "mlflow.db").exists() and not list(out.glob("data/*"))

@@ -1,9 +1,12 @@
-"""data=files: every format gives the same splits, tokenizers round-trip, bad files are
-named in one line with their line number, and the text metrics are sacrebleu's."""
+"""data=files: every format gives the same splits, tokenizers round-trip, bad files and
+settings are named in one line that starts with the setting (the file, its line and column),
+and the text metrics are sacrebleu's."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 
 import pandas as pd
 import pytest
@@ -137,6 +140,8 @@ BAD = {
     "blank line": ("source\ttarget\nab\tba\n\ncd\tdc\n", "a blank line, expected 2", 3),
     "not utf-8": (b"source\ttarget\nab\tba\nc\xffd\tdc\n", "not UTF-8", 3),
     "no such column": ("src\ttarget\nab\tba\n", "no column 'source'", 1),
+    "column named twice": ("source\ttarget\ttarget\nab\tba\tab\n", "the header names column "
+                           "'target' twice (columns 2 and 3); give every column its own name", 1),
 }
 
 
@@ -173,6 +178,77 @@ def test_bad_jsonl_and_parallel_files_are_named(tmp_path):
         Files(train=[str(src), str(tgt)]).build(0, ALL)
 
 
+def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("target,source,target\nba,ab,x\ndc,cd,y\n")
+    with pytest.raises(DataFileError) as err:
+        Files(train=str(path), val=str(path), test=str(path)).build(0, ALL)
+    assert str(err.value) == (f"data.train: {path}, line 1: the header names column 'target' "
+                              "twice (columns 1 and 3); give every column its own name")
+
+
+def test_a_directory_given_as_a_data_file_is_called_one(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    write_tsv(folder / "train.tsv", PAIRS)
+    with pytest.raises(DataFileError) as err:
+        Files(train=str(folder))
+    assert str(err.value) == (f"data.train: {folder}: a directory, not a file; name one of its "
+                              "files (train.tsv), or read the folder as a Hugging Face "
+                              f"dataset: data.dataset={folder}")
+    with pytest.raises(DataFileError) as err:
+        Files(train=str(folder / "train.tsv"), val=str(tmp_path), test=str(tmp_path))
+    assert str(err.value) == f"data.val: {tmp_path}: a directory, not a file; name a data file"
+
+
+@pytest.mark.parametrize("line, reason", [
+    ('{"source": "c", "target" "d"}', "not valid JSON: Expecting ':' delimiter at column 26"),
+    ('{"source": "c", "targ', "not valid JSON: Unterminated string starting at column 17"),
+    ('["c", "d"]', "a JSON list, not an object"),
+])
+def test_a_bad_json_line_is_named_by_line_and_column_and_nothing_else_is_said(
+        tmp_path, caplog, line, reason):
+    """The full reason by the file's line and column, and none of the library's own lines
+    (its row numbers count from 0)."""
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"source": "a", "target": "b"}\n' * 3 + line + "\n")
+    with caplog.at_level(logging.INFO), pytest.raises(DataFileError) as err:
+        Files(train=str(path)).build(0, ALL)
+    assert str(err.value) == f"data.train: {path}, line 4: {reason}; every line needs one JSON " \
+                             "object"
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_a_bad_files_setting_starts_its_line(compose_cfg, tmp_path):
+    """data=files settings and files are judged with the other settings, before Hydra
+    builds anything: the line starts with the setting and its reason, not the overrides."""
+    from pipeline.config import validate
+
+    path = write_tsv(tmp_path / "d.tsv", PAIRS)
+    with pytest.raises(ConfigError) as err:
+        validate(compose_cfg("data=files", f"data.train={path}", "data.tokenizer=nonsense"))
+    assert str(err.value) == ("data.tokenizer='nonsense' is invalid: one of chars, words, bpe, "
+                              "unigram")
+    with pytest.raises(DataFileError, match=f"^data\\.train: {tmp_path}: a directory, not a file"):
+        validate(compose_cfg("data=files", f"data.train={tmp_path}"))
+    validate(compose_cfg("data=files", f"data.train={path}"))
+
+
+def test_a_subword_vocabulary_smaller_than_asked_is_noted(tmp_path, caplog):
+    path = str(write_tsv(tmp_path / "d.tsv", PAIRS))
+    splits = Files(train=path, val=path, test=path).build(0, ALL)
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        Files(train=path, val=path, test=path, tokenizer="bpe").vocabularies(splits)
+        Files(train=path, val=path, test=path, tokenizer="bpe",
+              subword_vocab_size=8).vocabularies(splits)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    for side, line in zip(("source", "target"), lines, strict=True):
+        assert re.fullmatch(f"data: the {side} side's bpe model learnt \\d+ pieces, fewer than "
+                            "data.subword_vocab_size=8000: its training text has too few "
+                            "distinct pieces for more", line), line
+
+
 def test_bad_settings_name_their_key(tmp_path):
     path = str(write_tsv(tmp_path / "d.tsv", PAIRS))
     for options, key in [(dict(tokenizer="spaces"), "data.tokenizer"),
@@ -199,6 +275,23 @@ def test_corpus_scores_are_sacrebleus_with_several_references():
     cer = CharacterErrorRate()
     cer.update(["abcd", "xy"], [["abce", "zzzz"], ["xy"]])
     assert float(cer.compute()) == pytest.approx(1 / 6)
+
+
+def test_bleu_of_character_level_targets_counts_characters():
+    """13a sees a target without spaces as one word, whose BLEU is 0 for anything but an
+    exact match; on characters (the chars tokenizer's targets) near misses score."""
+    hyps, refs = ["seventy-two", "twelve", "fourty"], [["seventy-three"], ["twelve"], ["forty"]]
+    scores = {}
+    for kind in ("chars", "words", "bpe", None):
+        text = CorpusText(kind)
+        text.update(hyps, refs)
+        scores[kind] = text.compute()["bleu"]
+    streams = [[r[0] for r in refs]]
+    assert scores["chars"] == pytest.approx(
+        sacrebleu.corpus_bleu(hyps, streams, tokenize="char").score)
+    assert scores["chars"] > 50
+    assert scores["words"] == scores["bpe"] == scores[None] == pytest.approx(
+        sacrebleu.corpus_bleu(hyps, streams).score)
 
 
 def test_a_hugging_face_dataset_folder_gives_the_same_splits(tmp_path):

@@ -16,8 +16,10 @@ null, from ``train`` alone: each pair lands in the split its source's salted has
 split the lines that share a source are one example whose first target is trained on and
 whose targets are all acceptable references.
 
-A file that cannot be used stops everything before any run, store or cache exists, with one
-line (:class:`DataFileError`) naming the setting, the file, the line and what was expected.
+A setting or file that cannot be used stops everything before any run, store or cache
+exists, with one line (:class:`ConfigError`, :class:`DataFileError`) naming the setting, the
+file, the line and what was expected; :func:`check_settings` judges the settings and that
+the files exist before anything is built.
 Training pairs with more than ``max_len`` tokens on either side are dropped and counted in
 the log; validation and test pairs are never dropped.
 """
@@ -25,6 +27,7 @@ the log; validation and test pairs are never dropped.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +39,13 @@ import torch
 from pipeline.data.dataset import Packed
 from pipeline.data.readers import FORMATS, file_digest, read_dataset, read_pairs, split_files
 from pipeline.data.tasks.base import SPLITS, TokenTask, split_rank
-from pipeline.data.tokenize import TOKENIZERS, Tokenizer, make_tokenizer, tokenizers_json
+from pipeline.data.tokenize import (
+    TOKENIZERS,
+    Subword,
+    Tokenizer,
+    make_tokenizer,
+    tokenizers_json,
+)
 from pipeline.data.vocab import EOS, Vocab
 from pipeline.errors import ConfigError, DataFileError
 
@@ -193,8 +202,12 @@ class Files(TokenTask):
         """Each side's tokenizer learnt from the training split, and its vocabulary."""
         train = splits["train"]
         bounds = (self.min_freq, self.max_vocab_size)
-        return (self.tokenizers[0].fit(train.sources, *bounds),
-                self.tokenizers[1].fit(train.targets, *bounds))
+        vocabs = (self.tokenizers[0].fit(train.sources, *bounds),
+                  self.tokenizers[1].fit(train.targets, *bounds))
+        for side, tokenizer in zip(("source", "target"), self.tokenizers, strict=True):
+            if isinstance(tokenizer, Subword):
+                note_fewer_pieces(side, tokenizer, self.max_vocab_size, self.min_freq)
+        return vocabs
 
     def encode(self, name: str, split: TextSplit, vocabs: tuple[Vocab, Vocab]) -> dict:
         """The split as ids (targets end in EOS), its references' ids and texts; training
@@ -230,6 +243,14 @@ class Files(TokenTask):
 
 # -- checking the settings ----------------------------------------------------------------
 
+def check_settings(data) -> None:
+    """Refuse ``data=files`` settings that cannot work, and files that are not there, as
+    :class:`Files` does when built; ``data`` is the data config. Called by
+    :func:`pipeline.config.validate`, before Hydra's ``instantiate`` would wrap the line."""
+    names = inspect.signature(Files.__init__).parameters
+    Files(**{name: data[name] for name in names if name != "self" and name in data})
+
+
 def check_options(fmt, tokenizer, source_tokenizer, target_tokenizer, subword_vocab_size,
                   min_freq, max_vocab_size, max_len, val_fraction, test_fraction) -> None:
     """Refuse option values that cannot work, naming the key."""
@@ -252,6 +273,21 @@ def check_options(fmt, tokenizer, source_tokenizer, target_tokenizer, subword_vo
         check(0.0 < value < 1.0, f"data.{key}", value, "a share in (0, 1)")
     check(val_fraction + test_fraction < 1.0, ("data.val_fraction", "data.test_fraction"),
           (val_fraction, test_fraction), "their sum must stay below 1 to leave a train split")
+
+
+def note_fewer_pieces(side: str, tokenizer: Subword, max_vocab_size: int | None,
+                      min_freq: int) -> None:
+    """Log, in one line, a subword model that learnt fewer pieces than asked for."""
+    learnt = tokenizer.model.get_vocab_size()
+    asked, key = tokenizer.vocab_size, "data.subword_vocab_size"
+    if max_vocab_size is not None and max_vocab_size < asked:
+        asked, key = max_vocab_size, "data.max_vocab_size"
+    if learnt < asked:
+        seen = (f" seen at least data.min_freq={min_freq} times"
+                if min_freq > 1 and tokenizer.kind == "bpe" else "")
+        log.info("data: the %s side's %s model learnt %d pieces, fewer than %s=%d: its "
+                 "training text has too few distinct pieces%s for more", side, tokenizer.kind,
+                 learnt, key, asked, seen)
 
 
 # -- grouping and encoding -----------------------------------------------------------------
