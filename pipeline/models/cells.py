@@ -154,7 +154,8 @@ def top_of(layers: list) -> torch.Tensor:
 
 
 def select_state(state: State, index: torch.Tensor) -> State:
-    """Rows ``index`` of an RNN state (layers, B, H), or of both parts of an LSTM state."""
+    """Rows ``index`` of an RNN state (layers, B, H), of both parts of an LSTM state, or of
+    each model's state in an ensemble's tuple of states."""
     if isinstance(state, tuple):
-        return tuple(s.index_select(1, index) for s in state)
+        return tuple(select_state(s, index) for s in state)
     return state.index_select(1, index)
