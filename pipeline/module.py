@@ -98,7 +98,8 @@ class Seq2SeqModule(L.LightningModule):
         self.tokens = self.net.kind == "tokens"
         self.codec = None if text is None else TextCodec(
             from_json(text["tokenizer"]), Vocab.from_itos(text["symbols"]))
-        self.texts = {stage: CorpusText() for stage in STAGES}
+        self.texts = {stage: CorpusText(None if text is None else text["tokenizer"]["kind"])
+                      for stage in STAGES}
         self.metrics = torch.nn.ModuleDict({stage: self._metrics() for stage in STAGES})
         self.buckets = (
             BucketedSequenceAccuracy(max_source_len, bucket_width, self.net.pad_id)

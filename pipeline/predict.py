@@ -86,6 +86,9 @@ def check_model_uri(tracking_uri: str, model_uri: str) -> None:
     try:
         if rest:
             client.get_model_version_by_alias(name, rest)
+        elif name.endswith("/latest"):  # the newest version (MLflow's reserved word)
+            if not client.search_model_versions(f"name = '{name[:-len('/latest')]}'"):
+                raise MlflowException("no version")
         elif "/" in name:
             client.get_model_version(*name.split("/", 1))
         else:

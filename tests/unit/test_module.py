@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.data import Batch
+from pipeline.data.tokenize import make_tokenizer
+from pipeline.data.vocab import Vocab
 from pipeline.module import Seq2SeqModule
 
 NET = dict(_target_="pipeline.models.EncoderDecoder", input_dim=12, output_dim=12,
@@ -69,3 +71,10 @@ def test_validation_decodes_greedily_and_test_with_the_beam():
     module.decode(batch, "val")
     module.decode(batch, "test")
     assert asked == [1, 4]
+
+
+@pytest.mark.parametrize(("kind", "bleu"), [("chars", "char"), ("words", "13a")])
+def test_bleu_counts_characters_where_the_targets_are_characters(kind, bleu):
+    text = {"tokenizer": make_tokenizer(kind).to_json(), "symbols": Vocab("abcdefgh").itos}
+    module = Seq2SeqModule(NET, text=text)
+    assert {t.tokenize for t in module.texts.values()} == {bleu}
