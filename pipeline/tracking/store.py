@@ -167,14 +167,35 @@ def server_gone(uri: str) -> bool:
     return False
 
 
+# MLflow 3's UI shows an experiment and its runs in one of two modes, GenAI or model
+# training: the page address's ``workflowType`` when it has one, else the switch at the top of
+# its sidebar (kept in the browser), GenAI until that is used; the experiment's kind tag does
+# not count. Its own links to a run drop the address's mode, so every address printed here
+# carries it.
+MODEL_TRAINING = "workflowType=machine_learning"
+
+
+def ui_base(tracking_uri: str, default: str = "http://127.0.0.1:5000") -> str:
+    """Where a store's runs are browsed: a tracking server is its own UI; a local store's
+    UI is the one ``make ui`` serves (``default``)."""
+    return tracking_uri.rstrip("/") if is_server(tracking_uri) else default
+
+
+def experiment_link(ui: str, experiment_id: str) -> str:
+    """An experiment's runs table in the UI, in its model-training mode."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}?{MODEL_TRAINING}"
+
+
+def run_link(ui: str, experiment_id: str, run_id: str) -> str:
+    """A run's page in the UI, in its model-training mode."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING}"
+
+
 def experiment_links(uri: str, ui: str) -> list[str]:
-    """``name: <ui>/#/experiments/<id>?workflowType=machine_learning`` per experiment: MLflow
-    3's UI opens on its GenAI pages unless told (a switch kept in the browser), and this
-    address opens the runs table."""
+    """``name: <experiment_link>`` per experiment of the store at ``uri``."""
     from mlflow import MlflowClient
 
-    return [f"{e.name}: {ui.rstrip('/')}/#/experiments/{e.experiment_id}"
-            "?workflowType=machine_learning"
+    return [f"{e.name}: {experiment_link(ui, e.experiment_id)}"
             for e in MlflowClient(uri).search_experiments() if e.name != "Default"]
 
 

@@ -6,11 +6,28 @@ stores written before that name hold it as ``cell``). Candidates are ranked by t
 the monitored (validation) metric at each run's best checkpoint, the weights its test scores
 come from (``best/<monitor>``); the best is compared with every other on the test metric,
 by Welch's t-test over the replicates and, with every test example's score logged, by a
-paired permutation test over the examples, Holm-corrected (``pipeline/stats.py``). Written
-to the parent: ``summary.csv`` (one row per candidate), ``summary.md`` (the table and the
-comparisons in words), ``runs.csv`` (one row per run), ``plots/`` (the grid with intervals,
-accuracy by length and validation curves with bands) and ``best/...`` metrics; the best
-candidate's replicate with the best validation score is registered as the ``champion``.
+paired permutation test over the examples, Holm-corrected (``pipeline/stats.py``).
+
+Written to the sweep folder and logged to the parent:
+
+- ``summary.csv`` (one row per candidate), ``summary.md`` (the table and the comparisons in
+  words), ``runs.csv`` (one row per run);
+- ``summary.html``: the table (mean ± 95 % interval half-width per metric, p-values, status,
+  n), the comparisons in words and the plots, in one page the UI's artifact view shows.
+
+Logged to the parent only:
+
+- ``plots/``: ``grid.png`` (each candidate's mean and interval, a panel per metric, on axes
+  fitted to the values), ``accuracy_by_length.png``, ``curves.png`` (validation curves with
+  bands);
+- ``candidates.json``: the candidates as a table for the UI's table view;
+- metrics ``candidate/<rank>/<metric>/mean`` and ``candidate/<rank>/<metric>/half_width``
+  (rank 1 is the best; the monitored metric and each test metric; the half-width only with
+  replicates), the tag ``candidate/<rank>`` naming the candidate, and ``best/<metric>`` (the
+  best candidate's means);
+- the champion: the best candidate's replicate with the best validation score, registered
+  as ``champion`` and linked as the parent's model output.
+
 Candidates a search pruned (runs tagged ``pruned``) are listed as such, outside the
 statistics.
 """
@@ -19,6 +36,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +44,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import Run
+from mlflow.entities import LoggedModelOutput, Metric, Run, RunTag
 
 from pipeline import stats
-from pipeline.tracking import champion, plots
+from pipeline.tracking import champion, plots, report_html
 from pipeline.tracking.artifacts import TEST_EXAMPLES
 
 ALPHA = 0.05
+CANDIDATES_TABLE = "candidates.json"
 
 
 @dataclass
@@ -185,16 +204,16 @@ EXAMPLE_SCORES = {None: "exact match", "exact": "exact match", "chrf": "sentence
                   "squared_error": "squared error"}
 
 
-def in_words(best: Candidate, comparisons: list[Comparison], metric: str, test_metric: str,
-             mode: str) -> str:
-    """The comparisons as sentences: who beats whom by how much, or that they do not
-    differ significantly, with the evidence."""
+def in_words(best: Candidate, comparisons: list[Comparison], test_metric: str, mode: str
+             ) -> list[str]:
+    """The comparisons as sentences, one per other candidate: who beats whom by how much,
+    or that they do not differ significantly, with the evidence."""
     better = 1 if mode == "max" else -1
     scale, unit = ((100, " points") if test_metric.endswith(("acc", "wer", "per", "cer"))
                    else (1, " points") if test_metric.endswith(("bleu", "chrf")) else (1, ""))
     kind = EXAMPLE_SCORES.get(next((r.data.tags.get("example_score") for r in best.finished),
                                    None), "score")
-    lines = []
+    sentences = []
     for c in comparisons:
         p, p_paired, d = c.p_welch_holm, c.p_paired_holm, c.diff
         evidence = "; ".join(
@@ -206,29 +225,43 @@ def in_words(best: Candidate, comparisons: list[Comparison], metric: str, test_m
         if significant and better * d.diff > 0:
             margin = (f" +/- {d.half_width * scale:.1f}" if np.isfinite(d.half_width)
                       else "")
-            lines.append(f"- {best.name} beats {c.other.name} by {abs(d.diff) * scale:.1f}"
-                         f"{margin}{unit} on {test_metric} ({evidence}).")
+            sentences.append(f"{best.name} beats {c.other.name} by {abs(d.diff) * scale:.1f}"
+                             f"{margin}{unit} on {test_metric} ({evidence}).")
         else:
-            lines.append(f"- {c.other.name} and {best.name} do not differ significantly on "
-                         f"{test_metric} ({evidence}).")
-    head = (f"Candidates ranked by mean {metric} over their replicates (95 % Student-t "
+            sentences.append(f"{c.other.name} and {best.name} do not differ significantly on "
+                             f"{test_metric} ({evidence}).")
+    return sentences
+
+
+def heading(metric: str, comparisons: int) -> str:
+    """The sentence that introduces the comparisons."""
+    return (f"Candidates ranked by mean {metric} over their replicates (95 % Student-t "
             f"intervals); the best against each other candidate, Holm-corrected for "
-            f"{len(comparisons)} comparisons:")
-    return "\n".join([head, *lines])
+            f"{comparisons} comparisons:")
+
+
+def rank_and_compare(client: MlflowClient, candidates: list[Candidate], metric: str,
+                     mode: str) -> tuple[pd.DataFrame, list[str]]:
+    """The per-candidate table, best candidate first, with the comparisons of the best
+    against each other candidate on the test counterpart of ``metric``; and those
+    comparisons as sentences (none with fewer than two candidates or no test metric)."""
+    test_metric = metric.replace("val/", "test/")
+    table, order = summary_table(candidates, metric, mode)
+    if len(order) < 2 or test_metric not in table:
+        return table, []
+    comparisons = compare(client, order, test_metric)
+    return (with_comparisons(table, comparisons),
+            in_words(order[0], comparisons, test_metric, mode))
 
 
 def statistics(client: MlflowClient, candidates: list[Candidate], metric: str, mode: str
                ) -> tuple[pd.DataFrame, str]:
-    """The per-candidate table, best candidate first, with the comparisons of the best
-    against each other candidate on the test counterpart of ``metric``; and those
-    comparisons in words."""
-    test_metric = metric.replace("val/", "test/")
-    table, ranked = summary_table(candidates, metric, mode)
-    if len(ranked) < 2 or test_metric not in table:
+    """:func:`rank_and_compare` with its sentences as one text: a list under their heading
+    (the words of summary.md)."""
+    table, sentences = rank_and_compare(client, candidates, metric, mode)
+    if not sentences:
         return table, ""
-    comparisons = compare(client, ranked, test_metric)
-    return (with_comparisons(table, comparisons),
-            in_words(ranked[0], comparisons, metric, test_metric, mode))
+    return table, "\n".join([heading(metric, len(sentences)), *(f"- {s}" for s in sentences)])
 
 
 def with_pruned(table: pd.DataFrame, pruned: list[Candidate]) -> pd.DataFrame:
@@ -239,24 +272,38 @@ def with_pruned(table: pd.DataFrame, pruned: list[Candidate]) -> pd.DataFrame:
     return pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if rows else table
 
 
-def readable(table: pd.DataFrame, metric: str) -> str:
-    """The per-candidate table for people: mean +/- interval half-width per metric, and the
+def shown_metrics(table: pd.DataFrame, metric: str) -> list[str]:
+    """The metrics a person reads: ``metric`` first, then the test metrics."""
+    return [m for m in [metric] + [c for c in table.columns if c.startswith("test/")
+                                   and " " not in c and c != metric]
+            if f"{m} ci_high" in table]
+
+
+def half_width(table: pd.DataFrame, metric: str) -> pd.Series:
+    """Each row's 95 % interval half-width of ``metric`` (NaN with one replicate)."""
+    return (table[f"{metric} ci_high"] - table[f"{metric} ci_low"]) / 2
+
+
+def formatted(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The per-candidate table for people: n, status, mean ± interval half-width per metric
+    (to as many decimals as tell the candidates' means apart, at least 3), and the
     Holm-corrected p-values of the comparison with the best candidate."""
-    if not len(table):
-        return "no runs"
-    metrics = [m for m in [metric] + [c for c in table.columns if c.startswith("test/")
-                                      and " " not in c and c != metric]
-               if f"{m} ci_high" in table]
     shown = table[["candidate", "n", "status"]].copy()
-    for m in metrics:
-        half = (table[f"{m} ci_high"] - table[f"{m} ci_low"]) / 2
-        shown[m] = ["" if not np.isfinite(v) else f"{v:.3f}" + (
-            f" ± {h:.3f}" if np.isfinite(h) else "") for v, h in zip(table[m], half, strict=True)]
+    for m in shown_metrics(table, metric):
+        places = plots.decimals(table[m])
+        shown[m] = ["" if not np.isfinite(v) else f"{v:.{places}f}" + (
+            f" ± {h:.{places}f}" if np.isfinite(h) else "")
+            for v, h in zip(table[m], half_width(table, m), strict=True)]
     for column in ("p welch holm", "p paired holm"):
         if column in table:
             shown[column] = ["" if not np.isfinite(p) else stats.p_text(p)
                              for p in table[column]]
-    return shown.to_markdown(index=False)
+    return shown
+
+
+def readable(table: pd.DataFrame, metric: str) -> str:
+    """:func:`formatted` as a Markdown table."""
+    return formatted(table, metric).to_markdown(index=False) if len(table) else "no runs"
 
 
 def band(samples: dict) -> pd.DataFrame:
@@ -269,12 +316,13 @@ def band(samples: dict) -> pd.DataFrame:
                         index=list(rows))
 
 
-def log_plots(client: MlflowClient, parent_id: str, candidates: list[Candidate],
-              table: pd.DataFrame, metric: str) -> None:
-    """``plots/grid.png``, ``plots/accuracy_by_length.png`` and ``plots/curves.png``."""
-    figures = {"plots/grid.png": plots.grid_bars(
-        list(table.candidate), table[metric], table[f"{metric} ci_low"], table[f"{metric} ci_high"],
-        metric)}
+def figures(client: MlflowClient, candidates: list[Candidate], table: pd.DataFrame,
+            metric: str) -> dict[str, bytes]:
+    """``plots/grid.png`` (every candidate's mean and interval, a panel per metric),
+    ``plots/accuracy_by_length.png`` and ``plots/curves.png``, as PNG by artifact path."""
+    made = {"plots/grid.png": plots.grid_dots(list(table.candidate), {
+        m: (table[m], table[f"{m} ci_low"], table[f"{m} ci_high"])
+        for m in shown_metrics(table, metric)})}
     by_length, curves = {}, {}
     for candidate in candidates:
         buckets = defaultdict(list)
@@ -292,47 +340,168 @@ def log_plots(client: MlflowClient, parent_id: str, candidates: list[Candidate],
         if epochs:
             curves[candidate.name] = band(epochs)
     if by_length:
-        figures["plots/accuracy_by_length.png"] = plots.accuracy_by_length(by_length)
+        made["plots/accuracy_by_length.png"] = plots.accuracy_by_length(by_length)
     if curves:
-        figures["plots/curves.png"] = plots.curves_with_bands(curves, metric)
-    for path, fig in figures.items():
-        client.log_figure(parent_id, fig, path)
+        made["plots/curves.png"] = plots.curves_with_bands(curves, metric)
+    pngs = {}
+    for path, fig in made.items():
+        pngs[path] = plots.png(fig)
         plots.plt.close(fig)
+    return pngs
+
+
+def log_files(client: MlflowClient, run_id: str, files: dict[str, bytes]) -> None:
+    """Log each of ``files`` (artifact path -> content) to the run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for path, content in files.items():
+            (Path(tmp) / path).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / path).write_bytes(content)
+        client.log_artifacts(run_id, tmp)
+
+
+def candidate_metrics(table: pd.DataFrame, metric: str) -> dict[str, float]:
+    """``candidate/<rank>/<metric>/mean`` and ``.../half_width`` of every ranked candidate
+    (rank 1 the best) and shown metric, where finite."""
+    values = {}
+    for rank, (_, row) in enumerate(table.iterrows(), start=1):
+        for m in shown_metrics(table, metric):
+            half = (row[f"{m} ci_high"] - row[f"{m} ci_low"]) / 2
+            for name, value in (("mean", row[m]), ("half_width", half)):
+                if np.isfinite(value):
+                    values[f"candidate/{rank}/{m}/{name}"] = float(value)
+    return values
+
+
+def log_candidates(client: MlflowClient, parent_id: str, table: pd.DataFrame,
+                   metric: str) -> None:
+    """The ranked candidates on the parent: their means and half-widths as metrics
+    (:func:`candidate_metrics`), their names as tags ``candidate/<rank>``."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, 0) for k, v in candidate_metrics(table, metric).items()]
+    tags = [RunTag(f"candidate/{rank}", str(name))
+            for rank, name in enumerate(table.candidate, start=1)]
+    for i in range(0, len(metrics), 1000):  # MLflow's limits per batch
+        client.log_batch(parent_id, metrics=metrics[i:i + 1000])
+    for i in range(0, len(tags), 100):
+        client.log_batch(parent_id, tags=tags[i:i + 100])
+
+
+def candidates_table(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The candidates for the UI's table view: rank, name, n, status, mean and half-width
+    per shown metric, the Holm-corrected p-values."""
+    frame = table[["candidate", "n", "replicates", "status"]].copy()
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    for m in shown_metrics(table, metric):
+        frame[f"{m} mean"] = table[m]
+        frame[f"{m} half_width"] = half_width(table, m)
+    for column in ("p welch holm", "p paired holm"):
+        if column in table:
+            frame[column] = table[column]
+    return frame
+
+
+def log_table(client: MlflowClient, run_id: str, frame: pd.DataFrame, path: str) -> None:
+    """``frame`` as the run's table ``path`` (shown by the UI's table view). ``log_table``
+    appends to a table already there, as on a resumed sweep: that one is replaced."""
+    if not any(a.path == path for a in client.list_artifacts(run_id)):
+        client.log_table(run_id, frame, path)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        frame.to_json(Path(tmp) / path, orient="split", index=False, date_format="iso")
+        client.log_artifact(run_id, str(Path(tmp) / path))
+
+
+def link_champion(client: MlflowClient, parent_id: str, runs: list[Run]) -> None:
+    """The champion's logged model as the parent's output: the run page then shows the
+    parent as a training run (a run without one is shown as an evaluation run)."""
+    parent = client.get_run(parent_id)
+    pick = next((r for r in runs if r.info.run_id == parent.data.tags.get("champion_run_id")),
+                None)
+    uri = pick.data.tags.get("model_uri", "") if pick else ""
+    if not uri.startswith("models:/m-"):
+        return
+    model_id = uri.removeprefix("models:/")
+    outputs = parent.outputs.model_outputs if parent.outputs else []
+    if all(o.model_id != model_id for o in outputs):
+        client.log_outputs(parent_id, [LoggedModelOutput(model_id, 0)])
+
+
+@dataclass
+class SweepResult:
+    """What :func:`report` found, for a summary on the console."""
+
+    table: pd.DataFrame  # summary.csv's rows: the ranked candidates, then the pruned ones
+    sentences: list[str]  # the comparisons in words, then a line on the pruned candidates
+    champion_uri: str | None  # e.g. models:/seq2seq-reverse@champion
+    summary_path: Path | None  # summary.md in the sweep folder
+    html_path: Path | None  # summary.html in the sweep folder (also the parent's artifact)
+    metric: str  # the monitored metric the candidates are ranked by
+    mode: str  # "max" or "min"
+    best: str | None  # the best candidate's name
+    pruned: int = 0  # how many candidates a search pruned
+
+    def formatted_table(self) -> pd.DataFrame:
+        """The table for people (mean ± interval half-width, p-values), as in summary.md."""
+        return formatted(self.table, self.metric) if len(self.table) else self.table
 
 
 def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[Run],
-           sweep_dir: Path) -> pd.DataFrame:
-    """Write and log the summary and the plots, the best candidate's means as ``best/...``, and
-    register the champion. Returns the per-candidate table."""
+           sweep_dir: Path) -> SweepResult:
+    """Write and log the summary, the plots and the candidates' metrics and table, the best
+    candidate's means as ``best/...``, and register the champion (see the module docstring).
+    """
     client = MlflowClient(tracking_uri)
     tags = runs[0].data.tags if runs else {}
     metric, mode = tags.get("monitor", "val/seq_acc"), tags.get("monitor_mode", "max")
     every = candidates_of(runs)
     candidates = [c for c in every if not c.pruned]
     pruned = [c for c in every if c.pruned]
-    table, words = (statistics(client, candidates, metric, mode) if candidates
-                    else (pd.DataFrame(), ""))
+    table, sentences = (rank_and_compare(client, candidates, metric, mode) if candidates
+                        else (pd.DataFrame(), []))
+    head = heading(metric, len(sentences)) if sentences else ""
+    words = "\n".join([head, *(f"- {s}" for s in sentences)]) if sentences else ""
     if pruned:
-        words += (f"\n\n{len(pruned)} of {len(every)} candidates were pruned (stopped early by "
-                  "the search's pruner): listed, not compared.")
+        note = (f"{len(pruned)} of {len(every)} candidates were pruned (stopped early by the "
+                "search's pruner): listed, not compared.")
+        sentences.append(note)
+        words += f"\n\n{note}"
     shown = with_pruned(table, pruned)
-    run_rows = run_table(runs)
-    (sweep_dir / "runs.csv").write_text(run_rows.to_csv(index=False))
+    (sweep_dir / "runs.csv").write_text(run_table(runs).to_csv(index=False))
     (sweep_dir / "summary.csv").write_text(shown.to_csv(index=False))
     (sweep_dir / "summary.md").write_text(f"{readable(shown, metric)}\n\n{words.strip()}\n")
     for name in ("summary.csv", "summary.md", "runs.csv"):
         client.log_artifact(parent_id, str(sweep_dir / name))
-    if not len(table) or metric not in table:
-        return table
-    log_plots(client, parent_id, candidates, table, metric)
-    by_name = {c.name: c for c in candidates}
-    best = by_name[table.iloc[0].candidate]
-    if best.finished:
-        for key, value in table.iloc[0].items():
-            if isinstance(key, str) and key.startswith(("val/", "test/")) \
-                    and " " not in key and pd.notna(value):
-                client.log_metric(parent_id, f"best/{key}", float(value))
-        client.set_tag(parent_id, "best_candidate", best.name)
-        champion.register(tracking_uri, parent_id, experiment_name, best.name, best.finished,
-                          metric, mode)
-    return table
+    pngs, best = {}, None
+    if len(table) and metric in table:
+        pngs = figures(client, candidates, table, metric)
+        log_files(client, parent_id, pngs)
+        log_candidates(client, parent_id, table, metric)
+        log_table(client, parent_id, candidates_table(table, metric), CANDIDATES_TABLE)
+        best = next(c for c in candidates if c.name == table.iloc[0].candidate)
+        best = best if best.finished else None
+        if best is not None:
+            for key, value in table.iloc[0].items():
+                if isinstance(key, str) and key.startswith(("val/", "test/")) \
+                        and " " not in key and pd.notna(value):
+                    client.log_metric(parent_id, f"best/{key}", float(value))
+            client.set_tag(parent_id, "best_candidate", best.name)
+            champion.register(tracking_uri, parent_id, experiment_name, best.name,
+                              best.finished, metric, mode)
+            link_champion(client, parent_id, best.finished)
+    champion_uri = client.get_run(parent_id).data.tags.get("champion")
+    better = "higher" if mode == "max" else "lower"
+    facts = [("ranked by", f"mean {metric} over each candidate's replicates ({better} is "
+                           "better)"),
+             ("runs", f"{len(runs)} in {len(every)} candidates"
+                      + (f", {len(pruned)} pruned" if pruned else ""))]
+    if best is not None:
+        facts.append(("best candidate", best.name))
+    if champion_uri:
+        facts.append(("champion", champion_uri))
+    html_path = sweep_dir / "summary.html"
+    html_path.write_text(report_html.page(
+        f"Sweep {sweep_dir.name}", formatted(shown, metric) if len(shown) else shown, head,
+        sentences, pngs, facts), encoding="utf-8")
+    client.log_artifact(parent_id, str(html_path))
+    return SweepResult(shown, sentences, champion_uri, sweep_dir / "summary.md", html_path,
+                       metric, mode, best.name if best else None, len(pruned))

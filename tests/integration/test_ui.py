@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -18,6 +19,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline.tracking.server import stop_group, wait_healthy
+from pipeline.tracking.store import run_link
 from tests.helpers import ROOT, TINY, free_port, run_cli
 
 try:
@@ -66,13 +68,19 @@ def ui_commands(curdir: Path, port: int) -> tuple[list[str], list[str]]:
             [sys.executable, "-m", "mlflow", *ui[ui.index("ui"):]])
 
 
-@pytest.fixture
-def sweep(tmp_path):
-    """A 2-candidate x 2-seed sweep (model.depth=1,2 seeds=2) into ``tmp_path/outputs``, as
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """The folder `make ui` runs in, shared by this module's tests."""
+    return tmp_path_factory.mktemp("ui")
+
+
+@pytest.fixture(scope="module")
+def sweep(folder):
+    """A 2-candidate x 2-seed sweep (model.depth=1,2 seeds=2) into ``folder/outputs``, as
     `make ui` finds it."""
-    result = run_cli("-m", *TINY, "model.depth=1,2", "seeds=2", output_dir=tmp_path / "outputs")
+    result = run_cli("-m", *TINY, "model.depth=1,2", "seeds=2", output_dir=folder / "outputs")
     assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    client = MlflowClient(f"sqlite:///{folder}/outputs/mlflow.db")
     experiment = client.get_experiment_by_name("seq2seq-reverse")
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
@@ -82,17 +90,18 @@ def sweep(tmp_path):
     return experiment, parent, children
 
 
-@pytest.fixture
-def ui(tmp_path, sweep):
-    """`make ui` on a free local port over the sweep's store; yields (base URL, port)."""
+@pytest.fixture(scope="module")
+def ui(folder, sweep):
+    """`make ui` on a free local port over the sweep's store; yields (base URL, port, the
+    printed link to the experiment's runs)."""
     port = free_port()
-    store, command = ui_commands(tmp_path, port)
+    store, command = ui_commands(folder, port)
     assert command[command.index("--host") + 1] == "127.0.0.1"
     opened = subprocess.run(store, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert opened.returncode == 0, opened.stderr[-2000:]
     (runs_link,) = [ln.split(": ", 1)[1] for ln in opened.stdout.splitlines()
                     if ln.startswith("seq2seq-reverse: ")]
-    log = (tmp_path / "ui.log").open("w")
+    log = (folder / "ui.log").open("w")
     proc = subprocess.Popen(
         command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
@@ -100,7 +109,7 @@ def ui(tmp_path, sweep):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        assert wait_healthy(base, proc, WAIT_S), (tmp_path / "ui.log").read_text()[-3000:]
+        assert wait_healthy(base, proc, WAIT_S), (folder / "ui.log").read_text()[-3000:]
         yield base, port, runs_link
     finally:
         stop_group(proc, grace=20)  # the server forks uvicorn workers: its whole group
@@ -119,6 +128,22 @@ def assert_loopback_only(port: int) -> None:
             socket.create_connection((address, port), timeout=5).close()
 
 
+@contextlib.contextmanager
+def browser_page():
+    """A page in a fresh headless Chromium (nothing kept from earlier visits), its Assistant
+    panel kept closed."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(WAIT_MS)
+            page.add_init_script(CLOSE_ASSISTANT)
+            yield page
+        finally:
+            browser.close()
+
+
 def toggle_column(page, name: str) -> None:
     """Toggle one column in the runs table's column selector (already open)."""
     page.get_by_placeholder("Search columns").fill(name)
@@ -127,7 +152,7 @@ def toggle_column(page, name: str) -> None:
         has=title).locator(".du-bois-light-tree-checkbox").click()
 
 
-def test_ui_lists_the_sweep_and_opens_a_childs_attention_heatmap(tmp_path, sweep, ui):
+def test_ui_lists_the_sweep_and_opens_a_childs_attention_heatmap(sweep, ui):
     experiment, parent, children = sweep
     base, port, runs_link = ui
     assert_loopback_only(port)
@@ -139,86 +164,132 @@ def test_ui_lists_the_sweep_and_opens_a_childs_attention_heatmap(tmp_path, sweep
     width, height = struct.unpack(">II", heatmap[16:24])  # the PNG's IHDR
     SHOTS.mkdir(parents=True, exist_ok=True)
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(WAIT_MS)
-            page.add_init_script(CLOSE_ASSISTANT)
+    with browser_page() as page:
+        # The link `make ui` prints opens the experiment on its training runs (not on
+        # MLflow 3's GenAI overview): the parent, expanded to show its children.
+        page.goto(runs_link)
+        parent_link = page.get_by_role("link", name=parent.info.run_name, exact=True)
+        expect(parent_link).to_be_visible(timeout=WAIT_MS)
+        assert f"/experiments/{eid}/runs" in page.url
+        assert parent.info.run_name.startswith("sweep ")
+        assert parent_link.get_attribute("href").endswith(f"/runs/{parent.info.run_id}")
+        expect(page.get_by_text("5 matching runs")).to_be_visible(timeout=WAIT_MS)
+        page.locator(".ag-cell").filter(has=parent_link).get_by_role("button").click()
+        for name, run in children.items():
+            link = page.get_by_role("link", name=name, exact=True)
+            expect(link).to_be_visible(timeout=WAIT_MS)
+            assert link.get_attribute("href").endswith(f"/runs/{run.info.run_id}")
 
-            # The link `make ui` prints opens the experiment on its training runs (not on
-            # MLflow 3's GenAI overview): the parent, expanded to show its children.
-            page.goto(runs_link)
-            parent_link = page.get_by_role("link", name=parent.info.run_name, exact=True)
-            expect(parent_link).to_be_visible(timeout=WAIT_MS)
-            assert f"/experiments/{eid}/runs" in page.url
-            assert parent.info.run_name.startswith("sweep ")
-            assert parent_link.get_attribute("href").endswith(f"/runs/{parent.info.run_id}")
-            expect(page.get_by_text("5 matching runs")).to_be_visible(timeout=WAIT_MS)
-            page.locator(".ag-cell").filter(has=parent_link).get_by_role("button").click()
-            for name, run in children.items():
-                link = page.get_by_role("link", name=name, exact=True)
-                expect(link).to_be_visible(timeout=WAIT_MS)
-                assert link.get_attribute("href").endswith(f"/runs/{run.info.run_id}")
-
-            # Swap the dataset column for the swept param and the sweep's metric.
-            page.get_by_role("button", name="Columns", exact=True).click()
-            for column in ("Dataset", "model.depth", "val/seq_acc", "test/seq_acc"):
-                toggle_column(page, column)
-            page.keyboard.press("Escape")
-            for column in ("params.`model.depth`", "metrics.`val/seq_acc`",
-                           "metrics.`test/seq_acc`"):
-                expect(page.locator(f'.ag-header-cell[col-id="{column}"]')).to_be_visible(
-                    timeout=WAIT_MS)
-            page.locator('.ag-header-cell[col-id="attributes.`Run Name`"] '
-                         ".ag-header-cell-resize").dblclick()  # fit the full run names
-            page.screenshot(path=SHOTS / "experiment.png")
-
-            # Grouped by the candidate tag: 2 groups of 2 replicates (the parent has none).
-            page.get_by_role("button", name="Group by").click()
-            page.get_by_role("menuitemcheckbox", name="candidate_name", exact=True).click()
-            page.keyboard.press("Escape")
-            for depth in (1, 2):
-                group = page.locator(".ag-row", has_text=f"Group: model.depth={depth}")
-                expect(group).to_be_visible(timeout=WAIT_MS)
-                expect(group).to_contain_text("2")
-                for seed in (42, 43):
-                    expect(page.get_by_role("link", name=f"model.depth={depth} seed={seed}",
-                                            exact=True)).to_be_visible(timeout=WAIT_MS)
-            page.screenshot(path=SHOTS / "grouped.png")
-
-            # The parent's summary.md opens in its artifact view.
-            page.goto(f"{base}/#/experiments/{eid}/runs/{parent.info.run_id}/artifacts"
-                      "?workflowType=machine_learning")
-            page.get_by_text("summary.md", exact=True).click()
-            expect(page.get_by_text("Candidates ranked by mean val/seq_acc").first).to_be_visible(
+        # Swap the dataset column for the swept param and the sweep's metric.
+        page.get_by_role("button", name="Columns", exact=True).click()
+        for column in ("Dataset", "model.depth", "val/seq_acc", "test/seq_acc"):
+            toggle_column(page, column)
+        page.keyboard.press("Escape")
+        for column in ("params.`model.depth`", "metrics.`val/seq_acc`",
+                       "metrics.`test/seq_acc`"):
+            expect(page.locator(f'.ag-header-cell[col-id="{column}"]')).to_be_visible(
                 timeout=WAIT_MS)
-            page.screenshot(path=SHOTS / "summary.png")
+        page.locator('.ag-header-cell[col-id="attributes.`Run Name`"] '
+                     ".ag-header-cell-resize").dblclick()  # fit the full run names
+        page.screenshot(path=SHOTS / "experiment.png")
 
-            # A child's artifacts: plots/ -> attention_0.png is fetched and displayed.
-            page.goto(runs_link)
-            page.get_by_role("link", name="model.depth=1 seed=42", exact=True).click()
-            page.get_by_role("tab", name="Artifacts").click()
-            page.get_by_text("plots", exact=True).click()
-            with page.expect_response(
-                lambda r: "get-artifact" in r.url and "plots/attention_0.png" in unquote(r.url),
-                timeout=WAIT_MS,
-            ) as fetched:
-                page.get_by_text("attention_0.png", exact=True).click()
-            response = fetched.value
-            assert response.status == 200
-            assert response.headers["content-type"] == "image/png"
-            assert page.request.get(response.url).body() == heatmap  # the run's own file
-            assert child.info.run_id in response.url
-            expect(page.get_by_text("plots/attention_0.png").first).to_be_visible(
-                timeout=WAIT_MS)
-            page.wait_for_function(  # an <img> that shows the fetched PNG, at its size
-                "([w, h]) => [...document.images].some(i => i.src.startsWith('blob:') &&"
-                " i.complete && i.naturalWidth === w && i.naturalHeight === h &&"
-                " i.getBoundingClientRect().width > 0)",
-                arg=[width, height], timeout=WAIT_MS,
-            )
-            page.screenshot(path=SHOTS / "heatmap.png")
-        finally:
-            browser.close()
+        # Grouped by the candidate tag: 2 groups of 2 replicates (the parent has none).
+        page.get_by_role("button", name="Group by").click()
+        page.get_by_role("menuitemcheckbox", name="candidate_name", exact=True).click()
+        page.keyboard.press("Escape")
+        for depth in (1, 2):
+            group = page.locator(".ag-row", has_text=f"Group: model.depth={depth}")
+            expect(group).to_be_visible(timeout=WAIT_MS)
+            expect(group).to_contain_text("2")
+            for seed in (42, 43):
+                expect(page.get_by_role("link", name=f"model.depth={depth} seed={seed}",
+                                        exact=True)).to_be_visible(timeout=WAIT_MS)
+        page.screenshot(path=SHOTS / "grouped.png")
+
+        # A child's artifacts: plots/ -> attention_0.png is fetched and displayed.
+        page.goto(runs_link)
+        page.get_by_role("link", name="model.depth=1 seed=42", exact=True).click()
+        page.get_by_role("tab", name="Artifacts").click()
+        page.get_by_text("plots", exact=True).click()
+        with page.expect_response(
+            lambda r: "get-artifact" in r.url and "plots/attention_0.png" in unquote(r.url),
+            timeout=WAIT_MS,
+        ) as fetched:
+            page.get_by_text("attention_0.png", exact=True).click()
+        response = fetched.value
+        assert response.status == 200
+        assert response.headers["content-type"] == "image/png"
+        assert page.request.get(response.url).body() == heatmap  # the run's own file
+        assert child.info.run_id in response.url
+        expect(page.get_by_text("plots/attention_0.png").first).to_be_visible(timeout=WAIT_MS)
+        page.wait_for_function(  # an <img> that shows the fetched PNG, at its size
+            "([w, h]) => [...document.images].some(i => i.src.startsWith('blob:') &&"
+            " i.complete && i.naturalWidth === w && i.naturalHeight === h &&"
+            " i.getBoundingClientRect().width > 0)",
+            arg=[width, height], timeout=WAIT_MS,
+        )
+        page.screenshot(path=SHOTS / "heatmap.png")
+
+
+def in_model_training_mode(page) -> None:
+    """The run page as a training run's, in the UI's model-training mode: the breadcrumb
+    leads to the runs, the sidebar lists Runs and Models, no evaluation pages."""
+    crumb = page.get_by_test_id("experiment-observatory-link-runs")
+    expect(crumb).to_have_text("Runs", timeout=WAIT_MS)
+    nav = page.locator("nav")
+    expect(nav.get_by_role("link", name="Models", exact=True)).to_be_visible(timeout=WAIT_MS)
+    expect(nav.get_by_role("link", name="Evaluation runs")).to_have_count(0)
+    expect(page.get_by_text("Evaluations", exact=True)).to_have_count(0)
+
+
+def test_the_sweeps_parent_opened_from_the_runs_table_shows_its_report(sweep, ui):
+    """A user opens the parent run from the runs table, by clicking, as a training run
+    (the UI's own run links drop the address's mode: its sidebar switch, once set to Model
+    training, keeps it), and finds the candidates' table and the plots in summary.html."""
+    experiment, parent, children = sweep
+    base, _, runs_link = ui
+    eid = experiment.experiment_id
+    names = sorted({c.data.tags["candidate_name"] for c in children.values()})
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    with browser_page() as page:
+        # The link printed at the end of the sweep: the parent's page in model training.
+        page.goto(run_link(base, eid, parent.info.run_id))
+        expect(page.get_by_test_id("runs-header")).to_have_text(parent.info.run_name,
+                                                                timeout=WAIT_MS)
+        in_model_training_mode(page)
+
+    with browser_page() as page:  # a browser whose UI switch was never used
+        page.goto(runs_link)
+        page.get_by_role("link", name=parent.info.run_name, exact=True).click()
+        expect(page.get_by_test_id("runs-header")).to_have_text(parent.info.run_name,
+                                                                timeout=WAIT_MS)
+        # A training run's page, whatever the mode: its model is the champion.
+        expect(page.get_by_test_id("experiment-observatory-link-runs")).to_have_text(
+            "Runs", timeout=WAIT_MS)
+        page.get_by_text("Model training", exact=True).click()  # the sidebar's switch
+        page.get_by_role("link", name=parent.info.run_name, exact=True).click()
+        expect(page.get_by_test_id("runs-header")).to_have_text(parent.info.run_name,
+                                                                timeout=WAIT_MS)
+        in_model_training_mode(page)
+
+        page.get_by_role("tab", name="Artifacts").click()
+        page.get_by_text("summary.html", exact=True).click()
+        report = page.frame_locator("iframe.mlflow-html-iframe")
+        table = report.locator("table.candidates")
+        expect(table).to_be_visible(timeout=WAIT_MS)
+        for name in names:
+            expect(table).to_contain_text(name)
+        expect(table).to_contain_text(" ± ")
+        expect(report.get_by_text("Candidates ranked by mean val/seq_acc")).to_be_visible()
+        grid = report.locator('img[alt="plots/grid.png"]')
+        expect(grid).to_be_visible(timeout=WAIT_MS)
+        assert grid.evaluate("i => i.complete && i.naturalWidth > 0")
+        in_model_training_mode(page)
+        page.screenshot(path=SHOTS / "summary.png")
+
+        # The same table in the UI's table view.
+        page.get_by_text("candidates.json", exact=True).click()
+        expect(page.get_by_text("val/seq_acc mean", exact=True)).to_be_visible(timeout=WAIT_MS)
+        for name in names:
+            expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=WAIT_MS)

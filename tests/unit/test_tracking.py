@@ -151,3 +151,18 @@ def test_the_paired_test_says_which_per_example_score_it_compared(tmp_path):
     _, words = statistics(Examples(), candidates_of(runs), "val/chrf", "max")
     assert "- a beats b by 58.5" in words and " points on test/chrf" in words
     assert "paired over test examples' sentence chrF p" in words
+
+
+def test_the_printed_links_open_the_ui_in_its_model_training_mode():
+    """A tracking server is its own UI, a local store's is `make ui`'s; every link names
+    the model-training mode (the UI's own run links drop it: GenAI unless told)."""
+    from pipeline.tracking.store import experiment_link, run_link, ui_base
+
+    assert ui_base("http://mlflow.lan:5000/") == "http://mlflow.lan:5000"
+    assert ui_base("https://mlflow.example.org") == "https://mlflow.example.org"
+    assert ui_base("sqlite:////work/outputs/mlflow.db") == "http://127.0.0.1:5000"
+    assert ui_base("sqlite:///x.db", default="http://127.0.0.1:5001") == "http://127.0.0.1:5001"
+    assert run_link("http://127.0.0.1:5000/", "3", "abc") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning")
+    assert experiment_link("http://127.0.0.1:5000", "3") == (
+        "http://127.0.0.1:5000/#/experiments/3?workflowType=machine_learning")
