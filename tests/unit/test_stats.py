@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+from statsmodels.stats.power import TTestIndPower
 
 from pipeline import stats
 
@@ -79,3 +80,163 @@ def test_welch_is_quiet_when_a_cell_is_all_at_the_same_score():
         warnings.simplefilter("error")
         d = stats.welch([1.0, 1.0, 1.0], [1.0, 1.0, 0.999])
     assert 0 < d.p <= 1 and d.low <= d.diff <= d.high
+
+
+# Power: hand-made replicate sets (a, b) against statsmodels' two-sample t-test power.
+REPLICATE_SETS = [
+    ([0.80, 0.82, 0.81], [0.78, 0.80, 0.79]),  # d = 2
+    ([0.70, 0.75, 0.80], [0.68, 0.72, 0.77]),  # wide spread, small difference
+    ([21.0, 23.5, 22.1, 24.0], [20.2, 22.9, 21.0]),  # unequal replicates, chrF-like units
+    ([0.61, 0.66, 0.58, 0.63, 0.65], [0.55, 0.60, 0.64, 0.57, 0.59]),
+]
+
+
+def pooled_sd(a, b) -> float:
+    """By hand: the replicates' squared deviations from their own means, over n_a + n_b - 2."""
+    squares = sum((x - np.mean(a)) ** 2 for x in a) + sum((x - np.mean(b)) ** 2 for x in b)
+    return math.sqrt(squares / (len(a) + len(b) - 2))
+
+
+def seeds_by_statsmodels(effect: float, sd: float, alpha: float, power: float) -> int:
+    n = TTestIndPower().solve_power(effect_size=effect / sd, alpha=alpha, power=power,
+                                    ratio=1.0, alternative="two-sided")
+    return max(2, math.ceil(n))
+
+
+def standardised(n: int) -> np.ndarray:
+    """n values with mean 0 and sample standard deviation 1."""
+    z = np.arange(n, dtype=float)
+    return (z - z.mean()) / z.std(ddof=1)
+
+
+@pytest.mark.parametrize(("alpha", "power"), [(0.05, 0.8), (0.01, 0.9)])
+@pytest.mark.parametrize(("a", "b"), REPLICATE_SETS)
+def test_seeds_needed_agrees_with_statsmodels(a, b, alpha, power):
+    diff = abs(np.mean(a) - np.mean(b))
+    expected = seeds_by_statsmodels(diff, pooled_sd(a, b), alpha, power)
+    assert stats.seeds_needed(a, b, alpha=alpha, power=power) == expected
+    assert stats.seeds_needed(b, a, alpha=alpha, power=power) == expected
+
+
+def test_seeds_needed_for_the_first_set_by_hand():
+    """Difference 0.02, standard deviation 0.01: d = 2, 5.09 seeds by statsmodels, so 6."""
+    a, b = REPLICATE_SETS[0]
+    assert pooled_sd(a, b) == pytest.approx(0.01)
+    assert stats.seeds_needed(a, b) == 6
+
+
+@pytest.mark.parametrize(("a", "b"), REPLICATE_SETS)
+def test_min_effect_replaces_the_observed_difference(a, b):
+    sd = pooled_sd(a, b)
+    for effect in (0.5 * sd, 1.3 * sd):
+        expected = seeds_by_statsmodels(effect, sd, 0.05, 0.8)
+        assert stats.seeds_needed(a, b, min_effect=effect) == expected
+        assert stats.seeds_needed(a, b, min_effect=-effect) == expected  # the sign does not count
+
+
+def test_min_effect_plans_a_difference_that_was_not_observed():
+    a, b = [1.0, 2.0, 3.0], [3.0, 2.0, 1.0]  # the same mean
+    assert stats.seeds_needed(a, b) is None
+    assert stats.seeds_needed(a, b, min_effect=1.0) == seeds_by_statsmodels(1.0, 1.0, 0.05, 0.8)
+
+
+def test_seeds_needed_without_spread():
+    """All replicates equal within each candidate: any difference is certain with 2 seeds; no
+    difference is never detected."""
+    assert stats.seeds_needed([0.9, 0.9, 0.9], [0.8, 0.8, 0.8]) == 2
+    assert stats.seeds_needed([0.9, 0.9, 0.9], [0.9, 0.9]) is None
+    assert stats.seeds_needed([0.9, 0.9, 0.9], [0.9, 0.9], min_effect=0.01) == 2
+    assert stats.seeds_needed([0.9, 0.9, 0.9], [0.8, 0.8, 0.8], min_effect=0.0) is None
+
+
+def test_seeds_needed_without_a_variance_estimate():
+    assert stats.seeds_needed([0.8], [0.7, 0.75]) is None
+    assert stats.seeds_needed([0.8, 0.82], [0.7]) is None
+    assert stats.seeds_needed([0.8], [0.7, 0.75], min_effect=0.05) is None
+    assert stats.seeds_needed([0.8, float("nan")], [0.7, 0.75]) is None  # NaN left out
+    assert stats.seeds_needed([], []) is None
+
+
+def test_seeds_needed_beyond_the_cap():
+    """d = 0.001 / 0.1 = 0.01: 156,978.2 seeds by statsmodels."""
+    a, b = [0.5, 0.6, 0.7], [0.501, 0.601, 0.701]
+    assert stats.seeds_needed(a, b) is None
+    assert stats.seeds_needed(a, b, cap=200_000) == seeds_by_statsmodels(0.001, 0.1, 0.05, 0.8)
+    first = REPLICATE_SETS[0]
+    assert stats.seeds_needed(*first, cap=6) == 6 and stats.seeds_needed(*first, cap=5) is None
+
+
+def test_seeds_needed_for_a_huge_effect_is_two_and_quiet():
+    """d = 20: statsmodels' solver does not converge there and its power is NaN for some
+    such effects; two seeds detect it."""
+    z = standardised(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert stats.seeds_needed(1.0 + 0.01 * z, 0.8 + 0.01 * z) == 2
+        assert 0.99 < stats.achieved_power(1.0 + 0.01 * z, 0.8 + 0.01 * z) <= 1.0
+
+
+@pytest.mark.parametrize(("a", "b"), REPLICATE_SETS)
+def test_achieved_power_agrees_with_statsmodels(a, b):
+    d = abs(np.mean(a) - np.mean(b)) / pooled_sd(a, b)
+    expected = TTestIndPower().power(d, nobs1=len(a), alpha=0.05, ratio=len(b) / len(a))
+    assert stats.achieved_power(a, b) == pytest.approx(expected)
+    assert stats.achieved_power(a, b, alpha=0.01) < stats.achieved_power(a, b)
+
+
+def test_achieved_power_rises_with_the_replicates():
+    """The same effect, d = 1 (means 0.02 apart, standard deviation 0.02), with 2 to 12
+    replicates each."""
+    powers = []
+    for n in range(2, 13):
+        z = standardised(n)
+        a, b = 0.80 + 0.02 * z, 0.78 + 0.02 * z
+        assert pooled_sd(a, b) == pytest.approx(0.02)
+        powers.append(stats.achieved_power(a, b))
+        assert powers[-1] == pytest.approx(TTestIndPower().power(1.0, nobs1=n, alpha=0.05))
+    assert all(x < y for x, y in zip(powers[:-1], powers[1:], strict=True))
+    assert powers[0] > 0.05 and powers[-1] < 0.8
+
+
+def test_achieved_power_edge_cases():
+    assert stats.achieved_power([0.9, 0.9], [0.8, 0.8, 0.8]) == 1.0  # no spread: certain
+    assert stats.achieved_power([0.9, 0.9], [0.9, 0.9]) is None  # no difference
+    assert stats.achieved_power([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) is None
+    assert stats.achieved_power([0.9], [0.8, 0.7]) is None  # no variance estimate
+
+
+def test_power_in_words():
+    a, b = REPLICATE_SETS[0]
+    assert (stats.power_sentence(a, b, significant=False, scale=100, unit=" points")
+            == "about 6 seeds per candidate would detect a difference of 2.0 points with "
+               "80 % power")
+    assert (stats.power_sentence(a, b, significant=False, min_effect=0.008, power=0.9)
+            == f"about {seeds_by_statsmodels(0.008, 0.01, 0.05, 0.9)} seeds per candidate "
+               "would detect a difference of 0.008 with 90 % power")
+    assert (stats.power_sentence(a, b, significant=True)
+            == f"power {stats.achieved_power(a, b):.2f} at the observed difference")
+    assert (stats.power_sentence([0.5, 0.6, 0.7], [0.501, 0.601, 0.701], significant=False,
+                                 scale=100, unit=" points")
+            == "more than 1000 seeds per candidate would be needed to detect a difference "
+               "of 0.1 points with 80 % power")
+    same = [1.0, 2.0, 3.0], [3.0, 2.0, 1.0]
+    assert stats.power_sentence(*same, significant=False) == "no difference to detect"
+    assert (stats.power_sentence([0.8], [0.7, 0.75], significant=False)
+            == stats.power_sentence([0.8], [0.7, 0.75], significant=True)
+            == "one replicate: no power estimate")
+    assert (stats.power_sentence([0.9, 0.9], [0.8, 0.8], significant=True)
+            == "power 1.00 at the observed difference")
+
+
+def test_undecided_within_reach():
+    """The first set: Welch p = 0.07 with 3 seeds each, 6 seeds would detect it."""
+    a, b = REPLICATE_SETS[0]
+    assert stats.welch(a, b).p > 0.05
+    assert stats.undecided_within(a, b, max_seeds=10)
+    assert stats.undecided_within(a, b, max_seeds=6)
+    assert not stats.undecided_within(a, b, max_seeds=5)  # out of reach
+    assert not stats.undecided_within(a, b, max_seeds=10, p=0.01)  # decided (e.g. Holm's p)
+    assert stats.undecided_within(a, b, max_seeds=3, min_effect=0.05)
+    assert not stats.undecided_within([0.9, 0.9], [0.8, 0.8], max_seeds=10)  # decided: p = 0
+    assert not stats.undecided_within([0.9, 0.9], [0.9, 0.9], max_seeds=10)  # nothing to find
+    assert not stats.undecided_within([0.9], [0.8, 0.7], max_seeds=10)  # no spread to plan from
