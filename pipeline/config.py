@@ -238,6 +238,9 @@ def validate(cfg: DictConfig) -> None:
            "null (about 5 buckets) or an int >= 1")
     check(is_int(cfg.seeds) and 1 <= cfg.seeds <= MAX_SEEDS, "seeds", cfg.seeds,
           f"an int in [1, {MAX_SEEDS}]: replicates of every configuration")
+    effect = cfg.get("min_effect")
+    check(effect is None or (isinstance(effect, int | float) and 0 < effect < float("inf")),
+          "min_effect", effect, "null or a difference > 0 in the monitored metric's units")
     smoothing = cfg.get("label_smoothing", 0.0)
     check(isinstance(smoothing, int | float) and 0.0 <= smoothing < 1.0, "label_smoothing",
           smoothing, "a share in [0, 1) (0: plain cross-entropy)")

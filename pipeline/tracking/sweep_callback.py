@@ -186,7 +186,8 @@ class MLflowSweepCallback(Callback):
         missing = (self.total * self.seeds - finished - len(failed)) if self.total else 0
         failed_jobs = len(failed) + max(0, missing)
         try:
-            failed_jobs = self._report(client, runs, sweep_dir, failed_jobs)
+            failed_jobs = self._report(client, runs, sweep_dir, failed_jobs,
+                                       config.get("min_effect"))
         except Exception:
             if not failed_jobs:
                 raise  # Hydra turns it into a warning
@@ -198,14 +199,14 @@ class MLflowSweepCallback(Callback):
             raise SystemExit(1)
 
     def _report(self, client: MlflowClient, runs: list[Run], sweep_dir: Path,
-                failed_jobs: int) -> int:
+                failed_jobs: int, min_effect: float | None = None) -> int:
         """The parent's report, then the parent closed (FAILED if any job failed). Returns
         the number of failed jobs; at least 1 where a full disk cut the report short."""
         from pipeline.tracking import sweep_report
 
         try:
-            sweep_report.report(self.tracking_uri, self.parent_id, self.experiment_name, runs,
-                                sweep_dir)
+            result = sweep_report.report(self.tracking_uri, self.parent_id,
+                                         self.experiment_name, runs, sweep_dir, min_effect)
             client.set_tag(self.parent_id, "failed_jobs", str(failed_jobs))
             client.set_terminated(self.parent_id, "FAILED" if failed_jobs else "FINISHED")
         except Exception as err:
@@ -216,15 +217,12 @@ class MLflowSweepCallback(Callback):
                       as_disk_full(err, sweep_dir, self.tracking_uri), self.parent_id,
                       self.parent_id)
             return max(1, failed_jobs)
-        self._say_where(client, runs, sweep_dir, failed_jobs)
+        self._say_where(result, runs, sweep_dir, failed_jobs)
         return failed_jobs
 
-    def _say_where(self, client: MlflowClient, runs: list[Run], sweep_dir: Path,
-                   failed_jobs: int) -> None:
+    def _say_where(self, result, runs: list[Run], sweep_dir: Path, failed_jobs: int) -> None:
         """The candidates' table and where the sweep's results are (through the display),
         else one line naming the summary."""
-        import pandas as pd
-
         from pipeline.tracking import sweep_report
         from pipeline.tracking.store import run_link, ui_base
 
@@ -232,19 +230,14 @@ class MLflowSweepCallback(Callback):
         if self.display is None:
             log.info("Sweep summary (%d runs, %d failed): %s", len(runs), failed_jobs, summary)
             return
-        parent = client.get_run(self.parent_id)
         link = run_link(ui_base(self.tracking_uri), self.experiment_id, self.parent_id)
         where = [("sweep", f"{self.parent_id}  {link}"
                   + ("" if self.tracking_uri.startswith("http") else "  (make ui)")),
                  ("summary", f"{summary}; in the UI: the parent run's summary.html")]
-        champion = parent.data.tags.get("champion")
-        if champion:
-            where.append(("champion", champion))
+        if result.champion_uri:
+            where.append(("champion", result.champion_uri))
         if failed_jobs:
             planned = self.total * self.seeds if self.total else len(runs)
             where.append(("failed", f"{failed_jobs} of {planned} runs; each one's error is "
                           f"above, its log in {sweep_dir}/<job>/"))
-        table = pd.read_csv(sweep_dir / "summary.csv") if (sweep_dir / "summary.csv").exists() \
-            else pd.DataFrame()
-        monitor = runs[0].data.tags.get("monitor", "val/seq_acc") if runs else "val/seq_acc"
-        self.display.finish(table, monitor, sweep_report.ALPHA, where)
+        self.display.finish(result.table, result.metric, sweep_report.ALPHA, where)

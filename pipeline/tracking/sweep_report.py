@@ -204,10 +204,13 @@ EXAMPLE_SCORES = {None: "exact match", "exact": "exact match", "chrf": "sentence
                   "squared_error": "squared error"}
 
 
-def in_words(best: Candidate, comparisons: list[Comparison], test_metric: str, mode: str
-             ) -> list[str]:
+def in_words(best: Candidate, comparisons: list[Comparison], test_metric: str, mode: str,
+             min_effect: float | None = None) -> list[str]:
     """The comparisons as sentences, one per other candidate: who beats whom by how much,
-    or that they do not differ significantly, with the evidence."""
+    or that they do not differ significantly, with the evidence and the power: for a
+    difference, the power its replicates had; for none, how many seeds per candidate would
+    detect the observed difference (or ``min_effect``, in the metric's units) with 80 %
+    power at the 5 % level (:func:`pipeline.stats.power_sentence`)."""
     better = 1 if mode == "max" else -1
     scale, unit = ((100, " points") if test_metric.endswith(("acc", "wer", "per", "cer"))
                    else (1, " points") if test_metric.endswith(("bleu", "chrf")) else (1, ""))
@@ -222,7 +225,11 @@ def in_words(best: Candidate, comparisons: list[Comparison], test_metric: str, m
                if np.isfinite(p_paired) else []))
         significant = (np.isfinite(p) and p < ALPHA) or (np.isfinite(p_paired)
                                                           and p_paired < ALPHA)
-        if significant and better * d.diff > 0:
+        beats = significant and better * d.diff > 0
+        evidence += "; " + stats.power_sentence(
+            best.values(test_metric), c.other.values(test_metric), beats, alpha=ALPHA,
+            min_effect=min_effect, scale=scale, unit=unit)
+        if beats:
             margin = (f" +/- {d.half_width * scale:.1f}" if np.isfinite(d.half_width)
                       else "")
             sentences.append(f"{best.name} beats {c.other.name} by {abs(d.diff) * scale:.1f}"
@@ -241,7 +248,8 @@ def heading(metric: str, comparisons: int) -> str:
 
 
 def rank_and_compare(client: MlflowClient, candidates: list[Candidate], metric: str,
-                     mode: str) -> tuple[pd.DataFrame, list[str]]:
+                     mode: str, min_effect: float | None = None
+                     ) -> tuple[pd.DataFrame, list[str]]:
     """The per-candidate table, best candidate first, with the comparisons of the best
     against each other candidate on the test counterpart of ``metric``; and those
     comparisons as sentences (none with fewer than two candidates or no test metric)."""
@@ -251,7 +259,7 @@ def rank_and_compare(client: MlflowClient, candidates: list[Candidate], metric: 
         return table, []
     comparisons = compare(client, order, test_metric)
     return (with_comparisons(table, comparisons),
-            in_words(order[0], comparisons, test_metric, mode))
+            in_words(order[0], comparisons, test_metric, mode, min_effect))
 
 
 def statistics(client: MlflowClient, candidates: list[Candidate], metric: str, mode: str
@@ -446,7 +454,7 @@ class SweepResult:
 
 
 def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[Run],
-           sweep_dir: Path) -> SweepResult:
+           sweep_dir: Path, min_effect: float | None = None) -> SweepResult:
     """Write and log the summary, the plots and the candidates' metrics and table, the best
     candidate's means as ``best/...``, and register the champion (see the module docstring).
     """
@@ -456,8 +464,8 @@ def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[R
     every = candidates_of(runs)
     candidates = [c for c in every if not c.pruned]
     pruned = [c for c in every if c.pruned]
-    table, sentences = (rank_and_compare(client, candidates, metric, mode) if candidates
-                        else (pd.DataFrame(), []))
+    table, sentences = (rank_and_compare(client, candidates, metric, mode, min_effect)
+                        if candidates else (pd.DataFrame(), []))
     head = heading(metric, len(sentences)) if sentences else ""
     words = "\n".join([head, *(f"- {s}" for s in sentences)]) if sentences else ""
     if pruned:

@@ -100,6 +100,7 @@ def test_sweep_statistics_rank_compare_and_say_it_in_words():
 
     import numpy as np
 
+    from pipeline.stats import seeds_needed
     from pipeline.tracking.sweep_report import candidates_of, statistics
 
     class NoArtifacts:  # no per-example scores: Welch's test only
@@ -122,6 +123,17 @@ def test_sweep_statistics_rank_compare_and_say_it_in_words():
     assert "- c beats b by 39.0 +/- 5.1 points on test/seq_acc" in words
     assert "- a and c do not differ significantly" in words
     assert "- d and c do not differ significantly on test/seq_acc (one replicate" in words
+    # the power: the beaten candidate's test had it, the close one says how many seeds would
+    # tell, the one with a single replicate has no estimate
+    (beaten,) = [ln for ln in words.splitlines() if ln.startswith("- c beats b")]
+    assert "; power 1.00 at the observed difference)" in beaten
+    (close,) = [ln for ln in words.splitlines() if ln.startswith("- a and c")]
+    needed = seeds_needed([v - 0.01 for v in scores["c"]], [v - 0.01 for v in scores["a"]])
+    assert needed > 3
+    assert (f"about {needed} seeds per candidate would detect a difference of 0.33 points "
+            "with 80 % power") in close
+    (single,) = [ln for ln in words.splitlines() if ln.startswith("- d and c")]
+    assert "one replicate: no power estimate" in single
 
 
 def test_the_paired_test_says_which_per_example_score_it_compared(tmp_path):
