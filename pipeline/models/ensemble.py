@@ -14,7 +14,7 @@ from torch import nn
 
 from pipeline.models.cells import State
 from pipeline.models.search import Generation, beam_search, greedy_search
-from pipeline.models.seq2seq import EncoderDecoder
+from pipeline.models.seq2seq import EncoderDecoder, Seq2SeqOutput
 
 
 @dataclass
@@ -49,8 +49,21 @@ class Ensemble(nn.Module):
             if not same:
                 raise ValueError("an ensemble's models must share their vocabularies")
         self.members = nn.ModuleList(members)
-        self.pad_id, self.eos_id = first.pad_id, first.eos_id
-        self.output_length = first.output_length
+        self.kind = "tokens"
+        self.pad_id, self.bos_id, self.eos_id = first.pad_id, first.bos_id, first.eos_id
+        self.output_dim, self.output_length = first.output_dim, first.output_length
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor | None = None,
+                target: torch.Tensor | None = None, max_len: int | None = None,
+                teacher_forcing: float | None = 1.0) -> Seq2SeqOutput:
+        """Scores the ``target`` as each model does with the ground truth fed back: the mean
+        of their log-probabilities per step as ``outputs`` (a cross-entropy of them is the
+        loss under the ensemble's renormalised distribution)."""
+        if target is None:
+            raise ValueError("an ensemble scores a target; generate() decodes without one")
+        outputs = [m(src, src_lengths, target=target, teacher_forcing=1.0).outputs
+                   for m in self.members]
+        return Seq2SeqOutput(torch.stack([o.log_softmax(-1) for o in outputs]).mean(0), None)
 
     def begin(self, src: torch.Tensor, src_lengths: torch.Tensor | None = None
               ) -> tuple[EnsembleSource, State]:

@@ -60,3 +60,13 @@ def test_models_with_other_vocabularies_are_refused():
     other = EncoderDecoder(kind="tokens", input_dim=VOCAB, output_dim=VOCAB + 1, hidden_dim=16)
     with pytest.raises(ValueError, match="share their vocabularies"):
         Ensemble([make(0), other])
+
+
+def test_scoring_a_target_averages_the_models_log_probabilities():
+    a, b = make(0, attention="additive", peek=True), make(1, cell="gru")
+    src, lengths = source()
+    target = torch.randint(4, VOCAB, (4, 5))
+    scored = Ensemble([a, b])(src, lengths, target=target).outputs
+    mean = (a(src, lengths, target=target, teacher_forcing=1.0).outputs.log_softmax(-1)
+            + b(src, lengths, target=target, teacher_forcing=1.0).outputs.log_softmax(-1)) / 2
+    torch.testing.assert_close(scored, mean)
