@@ -11,6 +11,12 @@ The model's files (:class:`pipeline.decode.Translator`) are its artifacts; its s
 takes a string column ``source`` and the parameters ``beam_size`` and ``unknown`` (``error``
 or ``unk``). A request with no ``source`` column, an empty text or, unless ``unknown=unk``,
 symbols outside the vocabulary is answered 400 with the reason.
+
+No pickle: a model is logged as code (MLflow's models from code). Its code is
+:mod:`pipeline.serving_model`, which builds the class its ``model_config`` names (``kind``,
+a key of :data:`MODELS`), and the ``pipeline`` package travels with it (the model's ``code/``
+folder, which MLflow puts on ``sys.path`` before running that file): it loads wherever its
+requirements are installed, with or without the project.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from pipeline.config import MAX_BEAM
 from pipeline.decode import InputError, Translator
-from pipeline.tracking.artifacts import log_to_run
 
 SOURCE, PREDICTION = "source", "prediction"
 SIGNATURE = ModelSignature(
@@ -62,13 +67,33 @@ class TextModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({PREDICTION: self.translator.translate(texts, beam)})
 
 
+# The pyfunc models the project logs, by the ``kind`` their ``model_config`` names.
+MODELS: dict[str, type[mlflow.pyfunc.PythonModel]] = {"text": TextModel}
+MODEL_CODE = Path(__file__).with_name("serving_model.py")
+
+
+def log_pyfunc_model(tracking_uri: str, run_id: str, kind: str, artifacts: dict[str, Path],
+                     signature: ModelSignature, input_example, requirements: list[str]) -> str:
+    """Log ``MODELS[kind]`` to the run as the pyfunc model ``model``, from code, its files
+    (``artifacts``, by name) and the ``pipeline`` package with it; see
+    :func:`artifacts.log_to_run` and :func:`artifacts.code_requirements`."""
+    # Imported here: a loaded model imports this module, and needs no Lightning.
+    from pipeline.tracking.artifacts import PACKAGE, code_requirements, log_to_run
+
+    if kind not in MODELS:
+        raise ValueError(f"no pyfunc model {kind!r}: one of {', '.join(MODELS)}")
+    return log_to_run(tracking_uri, run_id, lambda: mlflow.pyfunc.log_model(
+        name="model", python_model=MODEL_CODE, model_config={"kind": kind},
+        artifacts={k: str(v) for k, v in artifacts.items()}, code_paths=[str(PACKAGE)],
+        signature=signature, input_example=input_example,
+        pip_requirements=code_requirements(requirements)))
+
+
 def log_text_model(tracking_uri: str, run_id: str, translator: Translator,
                    requirements: list[str], examples: list[str]) -> str:
     """Log ``translator`` to the run as the pyfunc model ``model`` (its files as artifacts,
-    ``examples`` as the input example); see :func:`artifacts.log_to_run`."""
+    ``examples`` as the input example); see :func:`log_pyfunc_model`."""
     with tempfile.TemporaryDirectory() as tmp:
         files = translator.save(Path(tmp))
-        return log_to_run(tracking_uri, run_id, lambda: mlflow.pyfunc.log_model(
-            name="model", python_model=TextModel(),
-            artifacts={k: str(v) for k, v in files.items()}, signature=SIGNATURE,
-            input_example=pd.DataFrame({SOURCE: examples}), pip_requirements=requirements))
+        return log_pyfunc_model(tracking_uri, run_id, "text", files, SIGNATURE,
+                                pd.DataFrame({SOURCE: examples}), requirements)

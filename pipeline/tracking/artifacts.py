@@ -112,22 +112,81 @@ def record_failure(client: MlflowClient, run_id: str, err: BaseException) -> Non
                   "a resumed sweep continues it", run_id, as_disk_full(store, "the tracking store"))
 
 
+# Every model the project logs carries the ``pipeline`` package as code (MLflow's
+# ``code_paths``, put on ``sys.path`` when the model loads), so it loads where the project is
+# not installed. Its requirements then name the project's own dependencies instead of the
+# project, which is not on PyPI: ``seq2seq-pipeline==<version>`` could not be installed
+# where the model is served, and its code is in the model already. All of them, not only
+# those loading a model imports today: the shipped package is the project's code and may
+# import any of them.
+PACKAGE = Path(__file__).resolve().parents[1]
+PROJECT = "seq2seq-pipeline"
+
+
+def project_dependencies() -> list:
+    """The project's dependencies (not its extras), as ``packaging`` requirements: from the
+    checkout's ``pyproject.toml`` where the package is one (an editable install's metadata is
+    as old as the install), else from the installed distribution."""
+    import tomllib
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    pyproject = PACKAGE.parent / "pyproject.toml"
+    if pyproject.is_file():
+        project = tomllib.loads(pyproject.read_text()).get("project", {})
+        if project.get("name") == PROJECT:
+            return [Requirement(r) for r in project.get("dependencies", [])]
+    return [r for r in map(Requirement, requires(PROJECT) or [])
+            if r.marker is None or r.marker.evaluate({"extra": ""})]
+
+
+def code_requirements(requirements: list[str]) -> list[str]:
+    """``requirements`` for a model shipped with :data:`PACKAGE`: the project's own
+    distribution replaced by its dependencies, each pinned to the version installed here (as
+    declared where it is not installed) and named once."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    out = [r for r in requirements if canonicalize_name(Requirement(r).name) != PROJECT]
+    named = {canonicalize_name(Requirement(r).name) for r in out}
+    for need in project_dependencies():
+        if canonicalize_name(need.name) in named:
+            continue
+        named.add(canonicalize_name(need.name))
+        try:
+            out.append(f"{need.name}=={version(need.name)}")
+        except PackageNotFoundError:
+            out.append(str(need))
+    return out
+
+
 def log_model(tracking_uri: str, run_id: str, net, requirements: list[str]) -> str:
-    """The trained network (a vector task's) as an MLflow PyTorch model (pickle:
-    ``generate`` keeps working); see :func:`log_to_run`."""
+    """The trained network (a vector task's) as an MLflow PyTorch model, pickled with the
+    ``pipeline`` package beside it (MLflow's pickle-free ``pt2`` format keeps only
+    ``forward``: ``generate`` needs the Python class); see :func:`log_to_run`."""
     return log_to_run(tracking_uri, run_id, lambda: mlflow.pytorch.log_model(
-        net, name="model", serialization_format="pickle", pip_requirements=requirements))
+        net, name="model", serialization_format="pickle", code_paths=[str(PACKAGE)],
+        pip_requirements=code_requirements(requirements)))
 
 
 def log_to_run(tracking_uri: str, run_id: str, log) -> str:
     """Call ``log`` (an MLflow ``log_model``) inside the run; returns the model's URI, also
     set as the run's ``model_uri`` tag. The run stays RUNNING (MLflow's fluent
-    ``start_run`` would end it FINISHED; its owner closes it once everything is logged)."""
+    ``start_run`` would end it FINISHED; its owner closes it once everything is logged).
+    The import path stays as it was: MLflow loads the model it saved to check its input
+    example, which puts the saved model's ``code/`` (a temporary folder) on ``sys.path``."""
+    import sys
+
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.start_run(run_id=run_id)
+    path = list(sys.path)
     try:
         info = log()
     finally:
+        sys.path[:] = path
         mlflow.end_run(status="RUNNING")
     MlflowClient(tracking_uri).set_tag(run_id, "model_uri", info.model_uri)
     return info.model_uri
