@@ -13,7 +13,7 @@ says why it is filtered rather than fixed:
 - Lightning resumes from ``ckpt_path="last"`` by itself whenever an ``OnExceptionCheckpoint``
   is present and warns twice about it on every fresh run (a resumed run passes its path).
 - Lightning's own ``_pytree`` helper uses a deprecated torch API.
-- Lightning advertises ``litlogger`` on every Trainer.
+- Lightning advertises ``litlogger`` and ``litmodels`` on every Trainer.
 - MLflow warns that pickled models run code when loaded: the project logs its vector
   models' PyTorch pickles on purpose (``generate`` needs the Python class).
 - MLflow draws artifact-download progress bars, one per model saved or loaded.
@@ -35,8 +35,8 @@ WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
 )
 LOG_LINES = (
-    ("lightning.pytorch.utilities.rank_zero", "💡 Tip: For seamless cloud logging"),
-    ("pytorch_lightning.utilities.rank_zero", "💡 Tip: For seamless cloud logging"),
+    ("lightning.pytorch.utilities.rank_zero", "💡 Tip: For seamless cloud"),
+    ("pytorch_lightning.utilities.rank_zero", "💡 Tip: For seamless cloud"),
     ("mlflow.pytorch", "Saving pytorch model by Pickle or CloudPickle format"),
 )
 
@@ -55,8 +55,8 @@ def verbose() -> bool:
 class ConsoleFilter(logging.Filter):
     """The console's lines: the project's own and every library error. A record logged with
     ``extra={"console": False}`` goes to the log file only; in a sweep's job
-    (:func:`job_in_sweep`) the project's lines below ERROR go there too, since the sweep's
-    own display reports each replicate."""
+    (:func:`job_in_sweep`) the project's INFO lines go there too, since the sweep's own
+    display reports each replicate (its warnings and errors still show)."""
 
     quiet_below = logging.NOTSET
 
@@ -73,8 +73,9 @@ class ConsoleFilter(logging.Filter):
 
 
 def job_in_sweep() -> None:
-    """This process runs a sweep's job: only errors reach the console."""
-    ConsoleFilter.quiet_below = logging.ERROR
+    """This process runs a sweep's job: only the project's warnings and every error reach
+    the console."""
+    ConsoleFilter.quiet_below = logging.WARNING
 
 
 class ConsoleFormatter(logging.Formatter):

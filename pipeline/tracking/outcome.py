@@ -76,12 +76,14 @@ class JobOutcome(AbstractContextManager):
             if isinstance(err, ConfigError):
                 drop_run_folder()
             sys.exit(status)
+        recorded = self._record("FAILED", f"{type(err).__name__}: {err}")
+        # The sweep's display reports a recorded failure; one without a record, here.
         log.error("job failed, the sweep goes on: %s: %s", type(err).__name__, err,
-                  extra={"console": False})
-        self._record("FAILED", f"{type(err).__name__}: {err}")
+                  extra={"console": False} if recorded else {})
         return True
 
-    def _record(self, status: str, error: str | None = None) -> None:
+    def _record(self, status: str, error: str | None = None) -> bool:
+        """Write the job's record; False where the disk is full (one line says so)."""
         job_dir = Path(HydraConfig.get().runtime.output_dir)
         seconds = time.time() - self.started
         metric = self.cfg.get("monitor") or "metric"
@@ -93,8 +95,9 @@ class JobOutcome(AbstractContextManager):
                 "replicates": int(self.cfg.get("seeds") or 1)})
         except DiskFull as full:
             log.error("%s (the job's record; the sweep counts its run instead)", full)
-            return
+            return False
         log.info("job %s: %s in %.0f s", HydraConfig.get().job.num, status, seconds)
+        return True
 
 
 def drop_run_folder() -> None:

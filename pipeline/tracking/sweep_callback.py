@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.files import DiskFull, as_disk_full, disk_full
@@ -38,13 +39,14 @@ MIN_FREE_BYTES = 2**20
 
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list[Run]:
-    """Every run whose ``mlflow.parentRunId`` is ``parent_id``, but attempts that a resumed
-    sweep ran again (tagged ``superseded_by``)."""
+    """Every training run whose ``mlflow.parentRunId`` is ``parent_id``, but attempts that a
+    resumed sweep ran again (tagged ``superseded_by``) and the sweep's ensembles."""
     runs = client.search_runs(
         [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
         max_results=10000,
     )
-    return [r for r in runs if "superseded_by" not in r.data.tags]
+    return [r for r in runs if "superseded_by" not in r.data.tags
+            and r.data.tags.get("role") != "ensemble"]
 
 
 def resumable_parent(client: MlflowClient, run_id: str, experiment_id: str) -> Run:
@@ -85,15 +87,18 @@ class MLflowSweepCallback(Callback):
     imported once a multirun starts."""
 
     def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None,
-                 display: Callable[..., Any] | None = None):
+                 display: Callable[..., Any] | None = None, ensemble: Any = False):
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.artifact_location = artifact_location
         # What the sweep shows while it runs and at its end (pipeline.console.SweepDisplay,
-        # given by the config): made with the sweep folder, the number of runs and how many
-        # run at once.
+        # a partial in the config): made with the sweep folder, the number of runs and how
+        # many run at once.
         self.make_display = display
         self.display = None
+        # The ensemble champion (``ensemble`` in conf/train.yaml: pipeline.ensemble), or
+        # false; built at the sweep's end.
+        self.ensemble = ensemble
         self.parent_id: str | None = None
         self.experiment_id: str | None = None
         self.swept: list[str] = []
@@ -153,9 +158,9 @@ class MLflowSweepCallback(Callback):
         log.info("sweep%s: %s, %d at a time; parent run %s in %s; job logs in %s",
                  " (resumed)" if resume else "", runs, self.parallel, self.parent_id,
                  self.tracking_uri, sweep_dir)
-        if self.make_display is not None:
-            self.display = self.make_display(sweep_dir, self.total and self.total * self.seeds,
-                                             self.parallel).start()
+        if self.make_display:
+            self.display = instantiate(self.make_display)(
+                sweep_dir, self.total and self.total * self.seeds, self.parallel).start()
 
     def _stop(self, client: MlflowClient, err: DiskFull) -> None:
         """End the sweep before any job, in one line: the disk is full."""
@@ -206,7 +211,8 @@ class MLflowSweepCallback(Callback):
 
         try:
             result = sweep_report.report(self.tracking_uri, self.parent_id,
-                                         self.experiment_name, runs, sweep_dir, min_effect)
+                                         self.experiment_name, runs, sweep_dir, min_effect,
+                                         self._ensembler())
             client.set_tag(self.parent_id, "failed_jobs", str(failed_jobs))
             client.set_terminated(self.parent_id, "FAILED" if failed_jobs else "FINISHED")
         except Exception as err:
@@ -219,6 +225,10 @@ class MLflowSweepCallback(Callback):
             return max(1, failed_jobs)
         self._say_where(result, runs, sweep_dir, failed_jobs)
         return failed_jobs
+
+    def _ensembler(self) -> Callable[..., Any] | None:
+        """The ensemble champion's maker, where ``ensemble`` is not false."""
+        return instantiate(self.ensemble) if self.ensemble else None
 
     def _say_where(self, result, runs: list[Run], sweep_dir: Path, failed_jobs: int) -> None:
         """The candidates' table and where the sweep's results are (through the display),
@@ -234,6 +244,8 @@ class MLflowSweepCallback(Callback):
         where = [("sweep", f"{self.parent_id}  {link}"
                   + ("" if self.tracking_uri.startswith("http") else "  (make ui)")),
                  ("summary", f"{summary}; in the UI: the parent run's summary.html")]
+        if result.ensemble is not None:
+            where.append(("ensemble", result.ensemble.summary()))
         if result.champion_uri:
             where.append(("champion", result.champion_uri))
         if failed_jobs:

@@ -38,8 +38,10 @@ import json
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -447,6 +449,7 @@ class SweepResult:
     mode: str  # "max" or "min"
     best: str | None  # the best candidate's name
     pruned: int = 0  # how many candidates a search pruned
+    ensemble: Any = None  # pipeline.ensemble.EnsembleOutcome, where one was made
 
     def formatted_table(self) -> pd.DataFrame:
         """The table for people (mean ± interval half-width, p-values), as in summary.md."""
@@ -454,9 +457,12 @@ class SweepResult:
 
 
 def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[Run],
-           sweep_dir: Path, min_effect: float | None = None) -> SweepResult:
+           sweep_dir: Path, min_effect: float | None = None,
+           ensemble: Callable[..., Any] | None = None) -> SweepResult:
     """Write and log the summary, the plots and the candidates' metrics and table, the best
     candidate's means as ``best/...``, and register the champion (see the module docstring).
+    ``ensemble`` (``pipeline.ensemble.EnsembleChampion``), once the best replicate is the
+    champion, ensembles the best candidates' replicates; its sentences join the summary.
     """
     client = MlflowClient(tracking_uri)
     tags = runs[0].data.tags if runs else {}
@@ -468,6 +474,20 @@ def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[R
                         if candidates else (pd.DataFrame(), []))
     head = heading(metric, len(sentences)) if sentences else ""
     words = "\n".join([head, *(f"- {s}" for s in sentences)]) if sentences else ""
+    pngs, best, outcome = {}, None, None
+    if len(table) and metric in table:
+        pngs = figures(client, candidates, table, metric)
+        log_files(client, parent_id, pngs)
+        log_candidates(client, parent_id, table, metric)
+        log_table(client, parent_id, candidates_table(table, metric), CANDIDATES_TABLE)
+        ranked = [next(c for c in candidates if c.name == name) for name in table.candidate]
+        best = ranked[0] if ranked[0].finished else None
+        if best is not None:
+            outcome = crown(tracking_uri, parent_id, experiment_name, table, ranked, metric,
+                            mode, sweep_dir, ensemble)
+    if outcome is not None:
+        sentences += outcome.sentences
+        words += "\n\n" + "\n".join(outcome.sentences)
     if pruned:
         note = (f"{len(pruned)} of {len(every)} candidates were pruned (stopped early by the "
                 "search's pruner): listed, not compared.")
@@ -479,23 +499,6 @@ def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[R
     (sweep_dir / "summary.md").write_text(f"{readable(shown, metric)}\n\n{words.strip()}\n")
     for name in ("summary.csv", "summary.md", "runs.csv"):
         client.log_artifact(parent_id, str(sweep_dir / name))
-    pngs, best = {}, None
-    if len(table) and metric in table:
-        pngs = figures(client, candidates, table, metric)
-        log_files(client, parent_id, pngs)
-        log_candidates(client, parent_id, table, metric)
-        log_table(client, parent_id, candidates_table(table, metric), CANDIDATES_TABLE)
-        best = next(c for c in candidates if c.name == table.iloc[0].candidate)
-        best = best if best.finished else None
-        if best is not None:
-            for key, value in table.iloc[0].items():
-                if isinstance(key, str) and key.startswith(("val/", "test/")) \
-                        and " " not in key and pd.notna(value):
-                    client.log_metric(parent_id, f"best/{key}", float(value))
-            client.set_tag(parent_id, "best_candidate", best.name)
-            champion.register(tracking_uri, parent_id, experiment_name, best.name,
-                              best.finished, metric, mode)
-            link_champion(client, parent_id, best.finished)
     champion_uri = client.get_run(parent_id).data.tags.get("champion")
     better = "higher" if mode == "max" else "lower"
     facts = [("ranked by", f"mean {metric} over each candidate's replicates ({better} is "
@@ -512,4 +515,26 @@ def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[R
         sentences, pngs, facts), encoding="utf-8")
     client.log_artifact(parent_id, str(html_path))
     return SweepResult(shown, sentences, champion_uri, sweep_dir / "summary.md", html_path,
-                       metric, mode, best.name if best else None, len(pruned))
+                       metric, mode, best.name if best else None, len(pruned), outcome)
+
+
+def crown(tracking_uri: str, parent_id: str, experiment_name: str, table: pd.DataFrame,
+          ranked: list[Candidate], metric: str, mode: str, sweep_dir: Path,
+          ensemble: Callable[..., Any] | None):
+    """The best candidate's means as ``best/...``, its best replicate registered as the
+    champion, then the ensemble (which may take the alias); the champion's model becomes
+    the parent's output. Returns the ensemble's outcome, if any."""
+    client, best = MlflowClient(tracking_uri), ranked[0]
+    for key, value in table.iloc[0].items():
+        if isinstance(key, str) and key.startswith(("val/", "test/")) \
+                and " " not in key and pd.notna(value):
+            client.log_metric(parent_id, f"best/{key}", float(value))
+    client.set_tag(parent_id, "best_candidate", best.name)
+    champion.register(tracking_uri, parent_id, experiment_name, best.name, best.finished,
+                      metric, mode)
+    outcome = ensemble(tracking_uri, parent_id, experiment_name, ranked, metric, mode,
+                       sweep_dir) if ensemble is not None else None
+    crowned = [client.get_run(outcome.run_id)] if outcome is not None and outcome.champion \
+        else best.finished
+    link_champion(client, parent_id, crowned)
+    return outcome

@@ -41,9 +41,11 @@ def test_the_console_shows_the_projects_lines_and_every_error_only(quiet_console
     assert not shown(record("pipeline.tracking.outcome", logging.ERROR, console=False))
 
 
-def test_a_sweeps_job_shows_only_errors(quiet_console):
+def test_a_sweeps_job_shows_only_warnings_and_errors(quiet_console):
     job_in_sweep()
     assert not quiet_console.filter(record("pipeline.report", logging.INFO))
+    assert quiet_console.filter(record("pipeline.files", logging.WARNING))
+    assert not quiet_console.filter(record("mlflow.pyfunc", logging.WARNING))
     assert quiet_console.filter(record("pipeline.tracking.outcome", logging.ERROR))
 
 
