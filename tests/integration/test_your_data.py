@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from pipeline.train import train
-from tests.helpers import ROOT, compose_config, free_port, run_cli
+from tests.helpers import ROOT, compose_config, run_cli
+from tests.helpers.serving import served
 
 EXAMPLE = ROOT / "examples" / "numbers"
 FILES = [f"data.{s}={EXAMPLE / f'{s}.tsv'}" for s in ("train", "val", "test")]
@@ -112,36 +108,7 @@ def test_a_refused_input_is_one_line_on_stderr_by_its_line_and_leaves_nothing(st
 
 
 def test_the_served_model_answers_and_refuses_bad_requests(store):
-    port = free_port()
-    # mlflow starts uvicorn from PATH: the one installed beside this Python (make serve does
-    # the same).
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"], "PATH": path}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/numbers@champion",
-         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def post(body) -> tuple[int, dict]:
-        request = urllib.request.Request(f"{base}/invocations", json.dumps(body).encode(),
-                                         {"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as answer:
-                return answer.status, json.loads(answer.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
-
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                assert time.time() < deadline, "the model server did not start in 120 s"
-                time.sleep(0.5)
+    with served("models:/numbers@champion", store["uri"]) as post:
         status, body = post({"dataframe_records": [{"source": "12"}, {"source": "40"}],
                              "params": {"beam_size": 2}})
         assert status == 200 and len(body["predictions"]) == 2
@@ -151,10 +118,6 @@ def test_the_served_model_answers_and_refuses_bad_requests(store):
                            ({"dataframe_records": [{"source": "1x"}]}, "vocabulary: x")]:
             status, body = post(bad)
             assert 400 <= status < 500 and words in body["message"], (status, body)
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 BAD_INPUTS = {  # what the file holds (None: no file; "dir": a directory), what is said

@@ -178,3 +178,13 @@ def test_the_printed_links_open_the_ui_in_its_model_training_mode():
         "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning")
     assert experiment_link("http://127.0.0.1:5000", "3") == (
         "http://127.0.0.1:5000/#/experiments/3?workflowType=machine_learning")
+
+
+def test_the_ensemble_is_made_only_where_switched_on():
+    from pipeline.tracking.sweep_callback import MLflowSweepCallback
+
+    off = MLflowSweepCallback("sqlite:///x.db", "e", None, ensemble=False)
+    assert off._ensembler() is None
+    on = MLflowSweepCallback("sqlite:///x.db", "e", None, ensemble={
+        "_target_": "pipeline.ensemble.EnsembleChampion", "top": 2})
+    assert on._ensembler().top == 2
