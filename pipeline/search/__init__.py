@@ -9,6 +9,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from pipeline.files import write_json
+
 
 class Pruned(Exception):  # noqa: N818 - a verdict, not an error
     """The trial's pruner stopped this training: the run ends KILLED, tagged ``pruned``
@@ -42,8 +47,6 @@ def trial_file(sweep_dir: Path, job_num: int) -> Path:
 
 
 def write_trial_info(sweep_dir: Path, job_num: int, info: TrialInfo) -> None:
-    from pipeline.files import write_json
-
     path = trial_file(sweep_dir, job_num)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, asdict(info))
@@ -51,9 +54,6 @@ def write_trial_info(sweep_dir: Path, job_num: int, info: TrialInfo) -> None:
 
 def trial_info() -> TrialInfo | None:
     """This job's trial, or None outside an Optuna sweep."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
     hydra = HydraConfig.get()

@@ -29,12 +29,21 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep, Override
+from hydra.core.plugins import Plugins
+from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from pipeline.search import PRUNED_ATTR, TrialInfo, write_trial_info
+from pipeline.tracking.handoff import sweep_info_in
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +58,11 @@ PRUNERS = {
 
 
 def open_storage(url: str, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None, max_retry: int | None = None):
+                 grace_period: int | None = None, max_retry: int | None = None) -> RDBStorage:
     """The study's database (any SQLAlchemy URL; an SQLite file's folder is made). With a
     heartbeat, trials whose heartbeat stops are failed and retried ``max_retry`` times."""
-    from optuna.exceptions import ExperimentalWarning
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-
+    # Here, not at the top: pipeline.tracking.store loads torch (pipeline.config), too slow
+    # for Hydra's plugin scan, which imports this module on every run.
     from pipeline.tracking.store import sqlite_path
 
     path = sqlite_path(url)
@@ -77,8 +85,6 @@ def open_storage(url: str, heartbeat_interval: int | None = None,
 def make_pruner(spec: Any, args: dict | None = None, max_epochs: int | None = None):
     """A pruner by name (``median``, ``successive_halving``, ``hyperband``, ``none``) with
     ``args`` over its defaults, or any pruner as a dict with ``_target_``."""
-    from hydra.utils import get_class, instantiate
-
     if isinstance(spec, dict | DictConfig):
         return instantiate(spec, _convert_="all")
     name = str(spec or "none")
@@ -110,12 +116,6 @@ class SearchSpace:
                 self.fixed.append(f"{key}={override.get_value_element_as_str()}")
 
     def _distribution(self, key: str, override: Override):
-        from optuna.distributions import (
-            CategoricalDistribution,
-            FloatDistribution,
-            IntDistribution,
-        )
-
         value = override.value()
         if isinstance(value, IntervalSweep):
             log_scale = "log" in value.tags
@@ -152,23 +152,31 @@ class OptunaSweeper(Sweeper):
         self.pruner_args = dict(pruner_args or {})
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.max_retry = max_retry
+        # Set by setup():
         self.config: DictConfig | None = None
-        self.launcher = None
-        self._beating: set[int] = set()
+        self.launcher: Launcher | None = None
+        # Set by sweep():
+        self.space: SearchSpace | None = None
+        self.storage: RDBStorage | None = None  # the study's, with its heartbeat
+        self.study: optuna.Study | None = None
+        self.study_id: int | None = None  # the study's id in `storage`
+        self.sweep_dir: Path | None = None
+        # The trials this sweeper runs, by number, with their ids in `storage`: _beat
+        # records their heartbeats until the study is told their results.
+        self._beating: dict[int, int] = {}
         self._lock = threading.Lock()
+        self._done = threading.Event()
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
-        from hydra.core.plugins import Plugins
-
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def slots(self) -> int:
-        """Trials in flight: ``n_jobs``, else the joblib launcher's (1 in this process)."""
-        from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-
-        if isinstance(self.launcher, BasicLauncher):
+        """Trials in flight: ``n_jobs``, else the joblib launcher's; 1 with Hydra's basic
+        launcher, which runs its jobs in this process."""
+        # Hydra has no public launcher class to test for (hydra._internal): its choice names it.
+        if OmegaConf.select(self.config, "hydra.runtime.choices.hydra/launcher") == "basic":
             return 1
         jobs = self.n_jobs or self.config.hydra.launcher.get("n_jobs") or 1
         return jobs if jobs > 0 else os.cpu_count() or 1
@@ -178,12 +186,6 @@ class OptunaSweeper(Sweeper):
         return epochs if isinstance(epochs, int) and epochs > 0 else None
 
     def sweep(self, arguments: list[str]) -> None:
-        import optuna
-        from hydra.utils import instantiate
-        from optuna.exceptions import ExperimentalWarning
-
-        from pipeline.tracking.handoff import sweep_info_in
-
         warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats, stale trials
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -192,27 +194,34 @@ class OptunaSweeper(Sweeper):
         parent = sweep_info_in(sweep_dir)
         name = self.study_name or (f"{self.config.logger.experiment_name}-{parent.run_id}"
                                    if parent else "seq2seq")
-        storage = open_storage(self.storage_url, self.heartbeat_interval, self.grace_period,
-                               self.max_retry)
+        self.storage = open_storage(self.storage_url, self.heartbeat_interval,
+                                    self.grace_period, self.max_retry)
         study = optuna.create_study(
-            study_name=name, storage=storage, sampler=instantiate(self.sampler, _convert_="all"),
+            study_name=name, storage=self.storage,
+            sampler=instantiate(self.sampler, _convert_="all"),
             pruner=make_pruner(self.pruner, self.pruner_args, self.max_epochs()),
             direction=self.direction, load_if_exists=True)
         if parent and "mlflow_parent_run_id" not in study.user_attrs:
             study.set_user_attr("mlflow_parent_run_id", parent.run_id)
         self.study, self.sweep_dir = study, sweep_dir
+        self.study_id = self.storage.get_study_id_from_name(study.study_name)
         slots = self.slots()
         log.info("Optuna study %r in %s: %d trials, %d at a time, pruner %s", name,
                  self.storage_url, self.n_trials, slots, self.pruner)
-        beat = threading.Thread(target=self._beat, daemon=True)
+        self._done.clear()
+        beat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         beat.start()
-        self._run(slots)
+        try:
+            self._run(slots)
+        finally:
+            self._done.set()
+            beat.join()
         self._results()
 
     # The loop: keep `slots` trials in flight, each asked as soon as a slot frees.
     def _run(self, slots: int) -> None:
         pool = ThreadPoolExecutor(slots, thread_name_prefix="trial") if slots > 1 else None
-        running: dict[Future, Any] = {}
+        running: dict[Future, Trial] = {}
         try:
             while True:
                 while len(running) < slots and (trial := self._ask()) is not None:
@@ -233,71 +242,79 @@ class OptunaSweeper(Sweeper):
             if pool is not None:
                 pool.shutdown(wait=True)
 
-    def _trials(self):
+    def _trials(self) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False)
 
-    def _ask(self):
-        """The next trial (a retried one first), or None once the study holds n_trials."""
-        from optuna.storages import fail_stale_trials
-        from optuna.trial import TrialState
+    def _trial_id(self, number: int) -> int:
+        """The storage's id of the study's trial ``number``."""
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
 
+    def _ask(self) -> Trial | None:
+        """The next trial (a retried one first), or None once the study holds n_trials."""
         fail_stale_trials(self.study)
         trials = self._trials()
-        retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+        retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
         held = sum(not (t.state == TrialState.FAIL and t.number in retried) for t in trials)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if not waiting and held >= self.n_trials:
             return None
         with warnings.catch_warnings():
+            # The heartbeat is this sweeper's own (_beat), not Study.optimize's.
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = self.study.ask(self.space.distributions)
+        trial_id = self._trial_id(trial.number)
         with self._lock:
-            self._beating.add(trial._trial_id)
-        self.study._storage.record_heartbeat(trial._trial_id)
+            self._beating[trial.number] = trial_id
+        self.storage.record_heartbeat(trial_id)
         return trial
 
     def _others_running(self) -> bool:
-        from optuna.trial import TrialState
-
-        return any(t.state == TrialState.RUNNING and t._trial_id not in self._beating
+        with self._lock:
+            mine = set(self._beating)
+        return any(t.state == TrialState.RUNNING and t.number not in mine
                    for t in self._trials())
 
-    def _launch_safely(self, trial) -> Any:
+    def _launch_safely(self, trial: Trial) -> Any:
         try:
             return self._launch(trial)
         except Exception as err:  # the launcher itself failed (a worker process died)
             return err
 
-    def _launch(self, trial) -> Any:
+    def _launch(self, trial: Trial) -> Any:
         overrides = self.space.overrides(trial.params)
+        with self._lock:
+            trial_id = self._beating[trial.number]
         write_trial_info(self.sweep_dir, trial.number, TrialInfo(
-            self.storage_url, self.study.study_name, trial._trial_id, trial.number,
-            self.pruner, self.pruner_args, self.max_epochs()))
+            self.storage_url, self.study.study_name, trial_id, trial.number, self.pruner,
+            self.pruner_args, self.max_epochs()))
         log.info("trial %d: %s", trial.number, " ".join(overrides[len(self.space.fixed):]))
         (result,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
         return result
 
-    def _tell(self, trial, result: Any) -> None:
-        from optuna.exceptions import UpdateFinishedTrialError
-
+    def _tell(self, trial: Trial, result: Any) -> None:
         with self._lock:
-            self._beating.discard(trial._trial_id)
+            trial_id = self._beating.pop(trial.number)
         try:
-            self._record(trial, result)
+            self._record(trial, trial_id, result)
         except UpdateFinishedTrialError:  # another sweeper found it stale and failed it
-            log.warning("trial %d was failed as stale meanwhile; its retry runs it again",
-                        trial.number)
+            self._stale(trial)
 
-    def _record(self, trial, result: Any) -> None:
-        from optuna.trial import TrialState
+    def _stale(self, trial: Trial) -> None:
+        log.warning("trial %d was failed as stale meanwhile; its retry runs it again",
+                    trial.number)
 
-        frozen = self.study._storage.get_trial(trial._trial_id)
+    def _record(self, trial: Trial, trial_id: int, result: Any) -> None:
+        frozen = self.storage.get_trial(trial_id)
+        if frozen.state.is_finished():
+            self._stale(trial)
+            return
         if isinstance(result, BaseException):
             log.error("trial %d: its launch failed (%s: %s); retried", trial.number,
                       type(result).__name__, result)
             self.study.tell(trial, state=TrialState.FAIL)
-            self.study._storage.get_heartbeat_stale_trial_callback()(
-                self.study, self.study._storage.get_trial(trial._trial_id))
+            retry = self.storage.get_heartbeat_stale_trial_callback()
+            if retry is not None:
+                retry(self.study, self.storage.get_trial(trial_id))
             return
         if PRUNED_ATTR in frozen.user_attrs:
             self.study.tell(trial, state=TrialState.PRUNED)
@@ -317,23 +334,22 @@ class OptunaSweeper(Sweeper):
                      self.study.best_value)
 
     def _beat(self) -> None:
-        """Record the heartbeat of every trial in flight, every heartbeat_interval / 2."""
-        while True:
+        """Record the heartbeat of every trial in flight, every heartbeat_interval / 2,
+        until the sweep ends."""
+        while not self._done.wait(max(0.5, self.heartbeat_interval / 2)):
             with self._lock:
-                ids = list(self._beating)
-            for trial_id in ids:
+                beating = dict(self._beating)
+            for number, trial_id in beating.items():
                 try:
-                    self.study._storage.record_heartbeat(trial_id)
+                    self.storage.record_heartbeat(trial_id)
                 except Exception:  # the database is busy or away: the next beat retries
-                    log.debug("heartbeat of trial %d failed", trial_id, exc_info=True)
-            time.sleep(max(0.5, self.heartbeat_interval / 2))
+                    log.debug("heartbeat of trial %d failed", number, exc_info=True)
 
     def _results(self) -> None:
         """``optimization_results.yaml``: the best trial's parameters and value."""
-        from optuna.trial import TrialState
-
-        done = [t for t in self._trials() if t.state == TrialState.COMPLETE]
-        states = {s.name: sum(t.state == s for t in self._trials()) for s in TrialState}
+        trials = self._trials()
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        states = {s.name: sum(t.state == s for t in trials) for s in TrialState}
         results: dict[str, Any] = {"name": "optuna", "study": self.study.study_name,
                                    "storage": self.storage_url,
                                    "trials": {k: v for k, v in states.items() if v}}

@@ -15,21 +15,25 @@ from __future__ import annotations
 import logging
 import math
 
+import optuna
 from lightning.pytorch.callbacks import Callback
+from optuna.storages import RDBStorage
 
 from pipeline.search import PRUNED_ATTR, REPORTER_ATTR, TrialInfo, trial_info
+from pipeline.search.sweeper import make_pruner, open_storage
 
 log = logging.getLogger(__name__)
-def load_trial(info: TrialInfo):
-    """The ``optuna.Trial`` of ``info``, on a study that has the sweep's pruner."""
-    import optuna
 
-    from pipeline.search.sweeper import make_pruner, open_storage
 
+def load_trial(info: TrialInfo) -> tuple[optuna.Trial, RDBStorage]:
+    """The ``optuna.Trial`` of ``info``, on a study that has the sweep's pruner, and the
+    study's storage, where the trial's attributes are read as other processes wrote them."""
+    storage = open_storage(info.storage)
     study = optuna.load_study(
-        study_name=info.study_name, storage=open_storage(info.storage),
+        study_name=info.study_name, storage=storage,
         pruner=make_pruner(info.pruner, info.pruner_args, info.max_epochs))
-    return optuna.trial.Trial(study, info.trial_id)
+    # The sweeper asked for this trial in its own process: Trial(study, id) takes it up.
+    return optuna.Trial(study, info.trial_id), storage
 
 
 class ReportToTrial(Callback):
@@ -40,15 +44,15 @@ class ReportToTrial(Callback):
     def __init__(self, monitor: str, seed: int):
         self.monitor, self.seed = monitor, seed
         self.info = trial_info()  # here, in the job's process: spawned ranks get it pickled
-        self.trial = None
+        self.trial: optuna.Trial | None = None
+        self.storage: RDBStorage | None = None
         self.reports = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage != "fit" or self.info is None or trainer.global_rank != 0:
             return
-        self.trial = load_trial(self.info)
-        claimed = self.trial.study._storage.get_trial(self.info.trial_id).user_attrs.get(
-            REPORTER_ATTR)
+        self.trial, self.storage = load_trial(self.info)
+        claimed = self.storage.get_trial(self.info.trial_id).user_attrs.get(REPORTER_ATTR)
         if claimed is None:
             self.trial.set_user_attr(REPORTER_ATTR, self.seed)
         self.reports = claimed in (None, self.seed)
@@ -86,7 +90,6 @@ def pruned_epoch(trainer) -> int | None:
     the study: under ddp_spawn the ranks decided it in their own processes)."""
     for callback in trainer.callbacks:
         if isinstance(callback, ReportToTrial) and callback.info is not None:
-            trial = load_trial(callback.info)
-            attrs = trial.study._storage.get_trial(callback.info.trial_id).user_attrs
-            return attrs.get(PRUNED_ATTR)
+            storage = open_storage(callback.info.storage)
+            return storage.get_trial(callback.info.trial_id).user_attrs.get(PRUNED_ATTR)
     return None
