@@ -112,6 +112,7 @@ class Decoder(nn.Module):
         embed_dim: int,
         hidden_dim: int,
         depth: int,
+        *,
         cell: str = "lstm",
         dropout: float = 0.0,
         peek: bool = False,

@@ -66,6 +66,7 @@ class Encoder(nn.Module):
         embed_dim: int,
         hidden_dim: int,
         depth: int,
+        *,
         cell: str = "lstm",
         bidirectional: bool = False,
         dropout: float = 0.0,

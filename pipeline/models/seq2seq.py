@@ -118,13 +118,14 @@ class EncoderDecoder(nn.Module):
         final_state = bridge or not feedback or (peek and attention == "none")
         self.encoder = Encoder(
             self._input_layer(input_dim, embed_dim), embed_dim, hidden_dim, enc_depth,
-            cell, bidirectional, dropout, final_state, outputs=attention != "none",
-            io_dropout=io_dropout, directions=directions, precision=rnn_precision,
+            cell=cell, bidirectional=bidirectional, dropout=dropout, final_state=final_state,
+            outputs=attention != "none", io_dropout=io_dropout, directions=directions,
+            precision=rnn_precision,
         )
         self.decoder = Decoder(
             self._input_layer(output_dim, embed_dim), output_dim, embed_dim, hidden_dim,
-            dec_depth, cell, dropout, peek, attention, feedback, fast, io_dropout,
-            rnn_precision,
+            dec_depth, cell=cell, dropout=dropout, peek=peek, attention=attention,
+            feedback=feedback, fast=fast, io_dropout=io_dropout, precision=rnn_precision,
         )
         self.dec_depth = dec_depth
         if Init(init) is Init.keras:
