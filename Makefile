@@ -72,8 +72,9 @@ sweep: $(NEEDS)  ## Run a sweep (SWEEP=grid|variants|optuna|lengths|g2p; SEEDS=3
 
 ui: $(NEEDS)  ## Browse the results: MLflow UI on http://127.0.0.1:5000 (HOST=, PORT=)
 	$(PY) -m pipeline.tracking.store $(TRACKING_URI) --ui http://$(HOST):$(PORT)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PY) -m mlflow ui --backend-store-uri $(TRACKING_URI) \
-		--default-artifact-root file://$(OUTPUT_DIR)/mlartifacts --host $(HOST) --port $(PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PY) -m mlflow ui --app-name model-training \
+		--backend-store-uri $(TRACKING_URI) --default-artifact-root file://$(OUTPUT_DIR)/mlartifacts \
+		--host $(HOST) --port $(PORT)
 
 dashboard: $(NEEDS)  ## Browse the Optuna searches: optuna-dashboard on http://127.0.0.1:8080 (STUDIES=, DASHBOARD_PORT=)
 	$(PY) -m optuna_dashboard._cli $(STUDIES) --host $(HOST) --port $(DASHBOARD_PORT)

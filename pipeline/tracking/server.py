@@ -6,7 +6,9 @@ studies of searches; reached only through a Unix socket in that folder, no TCP p
 the ``postgres`` user when started as root), then ``mlflow server``
 on it with proxied artifacts in ``outputs/server/artifacts``. Ctrl-C or SIGTERM stops the
 server, then the cluster. Arguments it does not know go to ``mlflow server``
-(``--workers 4``, ``--app-name basic-auth``, ...).
+(``--workers 4``, ``--app-name basic-auth``, ...). Its UI opens in Model training mode where
+a browser has not chosen a mode (the ``model-training`` app, :mod:`pipeline.tracking.ui_app`),
+unless another ``--app-name`` is given.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 DB_NAME = "mlflow"
 OPTUNA_DB = "optuna"  # the search studies (hydra.sweeper.storage)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+UI_APP = "model-training"  # pipeline.tracking.ui_app, registered in the mlflow.app group
 
 
 def pg_bin() -> Path | None:
@@ -119,6 +122,12 @@ def stop_group(proc: subprocess.Popen, grace: float = 15) -> None:
             continue
 
 
+def app_name(extra: list[str]) -> list[str]:
+    """``--app-name model-training`` unless ``extra`` names an app (MLflow runs one)."""
+    named = any(a == "--app-name" or a.startswith("--app-name=") for a in extra)
+    return [] if named else ["--app-name", UI_APP]
+
+
 def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
@@ -156,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         db_url = with_driver(args.db_url) if args.db_url else cluster.url
         cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", db_url,
                "--artifacts-destination", str(artifacts), "--host", args.host,
-               "--port", str(args.port), "--workers", args.workers, *extra]
+               "--port", str(args.port), "--workers", args.workers, *app_name(extra), *extra]
         # MLflow's job runner (GenAI evaluation jobs, 7 more processes) is not used here.
         env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
         server = subprocess.Popen(cmd, env=env, start_new_session=True)

@@ -77,16 +77,18 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sweep(folder):
     """A 2-candidate x 2-seed sweep (model.depth=1,2 seeds=2) into ``folder/outputs``, as
-    `make ui` finds it."""
+    `make ui` finds it: the parent, its 4 replicates (``children``, by name) and the best
+    candidate's ensemble, 6 runs."""
     result = run_cli("-m", *TINY, "model.depth=1,2", "seeds=2", output_dir=folder / "outputs")
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{folder}/outputs/mlflow.db")
     experiment = client.get_experiment_by_name("seq2seq-reverse")
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
-    children = {r.info.run_name: r for r in runs
-                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    under = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    children = {r.info.run_name: r for r in under if r.data.tags.get("role") != "ensemble"}
     assert sorted(children) == [f"model.depth={d} seed={s}" for d in (1, 2) for s in (42, 43)]
+    assert len(runs) == 6 and len(under) == 5
     return experiment, parent, children
 
 
@@ -97,6 +99,7 @@ def ui(folder, sweep):
     port = free_port()
     store, command = ui_commands(folder, port)
     assert command[command.index("--host") + 1] == "127.0.0.1"
+    assert command[command.index("--app-name") + 1] == "model-training"  # ui_app
     opened = subprocess.run(store, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert opened.returncode == 0, opened.stderr[-2000:]
     (runs_link,) = [ln.split(": ", 1)[1] for ln in opened.stdout.splitlines()
@@ -173,7 +176,7 @@ def test_ui_lists_the_sweep_and_opens_a_childs_attention_heatmap(sweep, ui):
         assert f"/experiments/{eid}/runs" in page.url
         assert parent.info.run_name.startswith("sweep ")
         assert parent_link.get_attribute("href").endswith(f"/runs/{parent.info.run_id}")
-        expect(page.get_by_text("5 matching runs")).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text("6 matching runs")).to_be_visible(timeout=WAIT_MS)
         page.locator(".ag-cell").filter(has=parent_link).get_by_role("button").click()
         for name, run in children.items():
             link = page.get_by_role("link", name=name, exact=True)
@@ -231,21 +234,37 @@ def test_ui_lists_the_sweep_and_opens_a_childs_attention_heatmap(sweep, ui):
         page.screenshot(path=SHOTS / "heatmap.png")
 
 
+def stored_mode(page) -> str | None:
+    """The browser's own mode setting, as the UI's sidebar switch writes it (JSON)."""
+    return page.evaluate("localStorage.getItem('mlflow.workflowType_v1')")
+
+
 def in_model_training_mode(page) -> None:
     """The run page as a training run's, in the UI's model-training mode: the breadcrumb
-    leads to the runs, the sidebar lists Runs and Models, no evaluation pages."""
+    leads to the runs, the sidebar lists Runs (highlighted) and Models, no evaluation pages."""
     crumb = page.get_by_test_id("experiment-observatory-link-runs")
     expect(crumb).to_have_text("Runs", timeout=WAIT_MS)
     nav = page.locator("nav")
+    expect(nav.get_by_role("link", name="Runs", exact=True)).to_have_attribute(
+        "aria-current", "page", timeout=WAIT_MS)
     expect(nav.get_by_role("link", name="Models", exact=True)).to_be_visible(timeout=WAIT_MS)
     expect(nav.get_by_role("link", name="Evaluation runs")).to_have_count(0)
     expect(page.get_by_text("Evaluations", exact=True)).to_have_count(0)
 
 
+def in_genai_mode(page) -> None:
+    """The run page in the UI's GenAI mode: the sidebar highlights Evaluation runs."""
+    nav = page.locator("nav")
+    expect(nav.get_by_role("link", name="Evaluation runs", exact=True)).to_have_attribute(
+        "aria-current", "page", timeout=WAIT_MS)
+    expect(nav.get_by_role("link", name="Runs", exact=True)).to_have_count(0)
+
+
 def test_the_sweeps_parent_opened_from_the_runs_table_shows_its_report(sweep, ui):
     """A user opens the parent run from the runs table, by clicking, as a training run
-    (the UI's own run links drop the address's mode: its sidebar switch, once set to Model
-    training, keeps it), and finds the candidates' table and the plots in summary.html."""
+    (the UI's own run links drop the address's mode; `make ui` makes Model training the
+    mode of a browser that has not chosen one), and finds the candidates' table and the
+    plots in summary.html."""
     experiment, parent, children = sweep
     base, _, runs_link = ui
     eid = experiment.experiment_id
@@ -264,14 +283,9 @@ def test_the_sweeps_parent_opened_from_the_runs_table_shows_its_report(sweep, ui
         page.get_by_role("link", name=parent.info.run_name, exact=True).click()
         expect(page.get_by_test_id("runs-header")).to_have_text(parent.info.run_name,
                                                                 timeout=WAIT_MS)
-        # A training run's page, whatever the mode: its model is the champion.
-        expect(page.get_by_test_id("experiment-observatory-link-runs")).to_have_text(
-            "Runs", timeout=WAIT_MS)
-        page.get_by_text("Model training", exact=True).click()  # the sidebar's switch
-        page.get_by_role("link", name=parent.info.run_name, exact=True).click()
-        expect(page.get_by_test_id("runs-header")).to_have_text(parent.info.run_name,
-                                                                timeout=WAIT_MS)
+        assert "workflowType" not in page.url  # the table's link: the mode is the browser's
         in_model_training_mode(page)
+        assert stored_mode(page) == '"machine_learning"'
 
         page.get_by_role("tab", name="Artifacts").click()
         page.get_by_text("summary.html", exact=True).click()
@@ -293,3 +307,28 @@ def test_the_sweeps_parent_opened_from_the_runs_table_shows_its_report(sweep, ui
         expect(page.get_by_text("val/seq_acc mean", exact=True)).to_be_visible(timeout=WAIT_MS)
         for name in names:
             expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=WAIT_MS)
+
+
+def test_a_mode_chosen_with_the_switch_is_kept(sweep, ui):
+    """The default is only a default: a user who switches the sidebar to GenAI keeps GenAI,
+    on reloads and on the UI's own links."""
+    experiment, parent, _ = sweep
+    base, _, runs_link = ui
+    run_page = f"{base}/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}"
+
+    with browser_page() as page:  # a browser whose UI switch was never used
+        page.goto(runs_link)
+        page.get_by_role("link", name=parent.info.run_name, exact=True).click()
+        expect(page.get_by_test_id("runs-header")).to_have_text(parent.info.run_name,
+                                                                timeout=WAIT_MS)
+        in_model_training_mode(page)
+        page.get_by_role("button", name="GenAI", exact=True).click()  # the sidebar's switch
+        page.wait_for_function("localStorage.getItem('mlflow.workflowType_v1') === "
+                               "JSON.stringify('genai')", timeout=WAIT_MS)
+        page.reload()
+        page.goto(run_page)  # no mode in the address: the browser's own
+        page.reload()
+        expect(page.get_by_test_id("runs-header")).to_have_text(parent.info.run_name,
+                                                                timeout=WAIT_MS)
+        in_genai_mode(page)
+        assert stored_mode(page) == '"genai"'
