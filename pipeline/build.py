@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,34 +102,76 @@ def set_up_torch(cfg: DictConfig) -> None:
 
 
 def check_environment(cfg: DictConfig) -> None:
-    """Reject what this machine cannot do (a GPU that is not there, DDP on one device):
-    before training, not after it."""
+    """Reject what this machine cannot do (a GPU that is not there, DDP on one device, a
+    world that does not match the processes torchrun started): before training, not after
+    it. DDP counts every host's devices: ``trainer.devices x trainer.num_nodes``."""
     trainer = cfg.trainer
     accelerator, devices = str(trainer.get("accelerator")), trainer.get("devices")
+    nodes, strategy = trainer.get("num_nodes", 1), strategy_name(trainer.get("strategy"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError("trainer.accelerator", accelerator,
-                          "this machine has no GPU: use trainer=cpu or trainer=ddp_cpu")
+                          "this machine has no GPU: use trainer=cpu, ddp_cpu or multinode_cpu")
     gpus = accelerator in ("gpu", "cuda")
     available = torch.cuda.device_count() if gpus else (os.cpu_count() or 1)
-    if not any(v in os.environ for v in CLUSTER_RANK_VARS):  # else the cluster started them
+    launched = started_by_launcher()
+    if not launched:  # else the cluster or torchrun started the processes
         check(devices in (-1, "auto") or (is_int(devices) and 1 <= devices <= available),
                "trainer.devices", devices, f"-1, auto, or an int in [1, {available}] (this "
                f"machine's {'GPUs' if gpus else 'cores'})")
-    if "ddp" in str(trainer.get("strategy")):
-        n = torch.cuda.device_count() if gpus and devices in (-1, "auto") else devices
-        check(isinstance(n, int) and n >= 2, "trainer.devices", devices,
-               "at least 2 devices for DDP"
-               + (f" (this machine has {torch.cuda.device_count()} GPU)" if gpus else "")
+    check(is_int(nodes) and nodes >= 1, "trainer.num_nodes", nodes, "an int >= 1")
+    check(nodes == 1 or launched or "NODE_RANK" in os.environ, "trainer.num_nodes", nodes,
+           "1, unless torchrun or SLURM starts the processes on every host (README, "
+           "\"Scaling out\")")
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        check_torchrun_world(devices, nodes, strategy)
+    if strategy.startswith("ddp"):
+        per_node = torch.cuda.device_count() if gpus and devices in (-1, "auto") else devices
+        check(is_int(per_node) and per_node * nodes >= 2, "trainer.devices", devices,
+               f"at least 2 devices for DDP, trainer.devices x trainer.num_nodes (here "
+               f"{per_node} x {nodes})"
+               + (f"; this machine has {torch.cuda.device_count()} GPU" if gpus else "")
                + "; for one device use trainer=cpu or trainer=gpu")
-    check(not relaunches_sweep(str(trainer.get("strategy"))), "trainer.strategy",
-           trainer.get("strategy"),
+    check(not relaunches_sweep(strategy), "trainer.strategy", strategy,
            "ddp_spawn (trainer=ddp or ddp_cpu) inside a multirun: plain ddp re-launches the "
            "command line and every extra rank would start its own sweep; plain ddp is for "
            "ranks started by SLURM (hydra/launcher=slurm trainer=slurm) or torchrun")
 
 
+def check_torchrun_world(devices, nodes: int, strategy: str) -> None:
+    """Under torchrun: the processes it started are the ranks, so a strategy that starts
+    none (``ddp``) and ``trainer.devices x trainer.num_nodes`` equal to its
+    ``--nproc-per-node x --nnodes``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_host = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    if world == 1:
+        return
+    check(not any(way in strategy for way in ("spawn", "fork")), "trainer.strategy", strategy,
+          "ddp where torchrun starts the processes (trainer=multinode): a spawning strategy "
+          "would start more")
+    check(devices == per_host, "trainer.devices", devices,
+          f"{per_host}, torchrun's --nproc-per-node (or trainer=multinode, which reads it)")
+    check(devices * nodes == world, "trainer.num_nodes", nodes,
+          f"{world // per_host}, torchrun's --nnodes: it started {world} processes, "
+          f"{per_host} per host (or trainer=multinode, which reads it)")
+
+
+def strategy_name(strategy) -> str:
+    """A strategy's name (``ddp``, ``ddp_spawn``, ``auto``), also for one given as an object
+    (``_target_: ...DDPStrategy``, with its ``start_method``)."""
+    if not OmegaConf.is_config(strategy):
+        return "auto" if strategy is None else str(strategy)
+    name = str(strategy.get("_target_", "")).rsplit(".", 1)[-1].removesuffix("Strategy").lower()
+    method = strategy.get("start_method", "popen")
+    return name if method == "popen" else f"{name}_{method}"
+
+
 # Set where a cluster or torchrun started the ranks: plain ddp then re-launches nothing.
 CLUSTER_RANK_VARS = ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID")
+
+
+def started_by_launcher() -> bool:
+    """SLURM or torchrun started this process as one of the ranks."""
+    return any(v in os.environ for v in CLUSTER_RANK_VARS)
 
 
 def relaunches_sweep(strategy: str) -> bool:
@@ -136,7 +179,40 @@ def relaunches_sweep(strategy: str) -> bool:
     re-launch ``python -m pipeline.train -m ...`` for each extra rank, a sweep per rank."""
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     return (strategy.startswith("ddp") and "spawn" not in strategy and multirun
-            and not any(v in os.environ for v in CLUSTER_RANK_VARS))
+            and not started_by_launcher())
+
+
+class RankLost(RuntimeError):
+    """Another process of a multi-process training stopped answering: killed, or its host
+    lost or unreachable for longer than the strategy's ``timeout``."""
+
+    def __init__(self, cause: BaseException, world_size: int, run_dir: str, checkpoints: str):
+        first = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
+        said = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0][:160]  # gloo's source file
+        super().__init__(
+            f"another of this training's {world_size} processes stopped answering "
+            f"({said or type(cause).__name__}): training stopped; run the same command on "
+            f"every host, with hydra.run.dir={run_dir}, to continue from the newest "
+            f"checkpoint in {checkpoints}")
+
+
+# What the collective communication between ranks says when a peer is gone: gloo's closed
+# connections and timeouts, NCCL's errors, the c10d store's.
+LOST_RANK_WORDS = ("gloo/transport", "Connection closed by peer", "Connection reset by peer",
+                   "NCCL error", "ProcessGroupNCCL", "DistNetworkError", "Socket Timeout")
+
+
+def rank_lost(err: BaseException | None, world_size: int) -> bool:
+    """``err`` is a failure of the communication between the ranks of a multi-process
+    training (a peer that died or stopped answering), rather than of this rank's own work."""
+    seen = set()
+    while err is not None and id(err) not in seen and world_size > 1:
+        seen.add(id(err))
+        if isinstance(err, torch.distributed.DistError) or (
+                isinstance(err, RuntimeError) and any(w in str(err) for w in LOST_RANK_WORDS)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def replicates(cfg: DictConfig) -> Iterator[DictConfig]:

@@ -44,7 +44,9 @@ class OnExceptionCheckpoint(_OnExceptionCheckpoint):
     """Lightning's ``OnExceptionCheckpoint`` (``interrupted.ckpt`` on Ctrl-C, SIGTERM or a
     crash), which skips the save when the disk is full (the newest ``last.ckpt`` stays) and
     logs, rather than raises, a save that fails: the error that stopped training is the one
-    reported."""
+    reported. With several ranks, rank 0 writes it and no rank then waits for the others
+    (``Trainer.save_checkpoint`` would: a peer that died never arrives, and the wait would
+    last the strategy's whole timeout, then raise)."""
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if disk_full(exception):
@@ -52,9 +54,16 @@ class OnExceptionCheckpoint(_OnExceptionCheckpoint):
                         "newest checkpoint that loads", self.ckpt_path)
             return
         try:
-            super().on_exception(trainer, pl_module, exception)
+            if trainer.world_size == 1:
+                super().on_exception(trainer, pl_module, exception)
+            else:  # what Trainer.save_checkpoint does, without its closing barrier
+                checkpoint = trainer._checkpoint_connector.dump_checkpoint()
+                trainer.strategy.save_checkpoint(checkpoint, self.ckpt_path)  # rank 0 writes
         except DiskFull as err:
             log.warning("%s; a resumed run continues from the newest checkpoint that loads", err)
+        except Exception as err:
+            log.warning("%s not written (%s: %s); a resumed run continues from the newest "
+                        "checkpoint that loads", self.ckpt_path, type(err).__name__, err)
 
 
 def check_checkpoint(path: str | Path) -> None:

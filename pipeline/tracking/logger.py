@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.files import disk_full
@@ -49,6 +50,7 @@ class RunLogger(MLFlowLogger):
                checkpoint_callback.monitor)  # Lightning hands a fresh weak proxy each time
         self._checkpoint_callbacks[key] = checkpoint_callback
 
+    @rank_zero_only  # as its parent's: the other ranks have no run
     def finalize(self, status: str = "success") -> None:
         if not self._initialized or (status == "failed" and server_gone(self._tracking_uri)):
             return
