@@ -1,5 +1,8 @@
 """Resuming a sweep: a job's earlier attempt under the same parent, and what to do with it.
 
+An earlier attempt is one of the same configuration in a sweep resumed with ``sweep_id=``,
+or, in any sweep, one of this very job (its own folder): a job that ran again because its
+launcher requeued it (submitit after a preemption or a time-out, SLURM after a node failure).
 A complete attempt (FINISHED, with its test metrics and its model) is skipped; an
 unfinished one (killed, lost with its node, stopped by a full disk, or anywhere between its
 first checkpoint and its last upload) continues in its own run from its newest checkpoint
@@ -27,10 +30,12 @@ RESUME_FILES = ("interrupted.ckpt", "last.ckpt")
 
 
 def previous_attempt(cfg: DictConfig) -> Run | None:
-    """In a resumed sweep (``sweep_id=...``), this job's latest earlier child run: the one
-    with the same config hash that no later attempt superseded; else None."""
+    """This job's latest earlier child run in a sweep: the one with the same config hash
+    that no later attempt superseded, in a resumed sweep (``sweep_id=...``) from any earlier
+    sweep folder, otherwise only from this job's own folder (the job was requeued); else
+    None. Outside a sweep: None."""
     info = sweep_info()
-    if info is None or not info.resume:
+    if info is None:
         return None
     open_store(cfg.logger.tracking_uri)
     runs = MlflowClient(cfg.logger.tracking_uri).search_runs(
@@ -39,7 +44,9 @@ def previous_attempt(cfg: DictConfig) -> Run | None:
                       f"and tags.config_hash = '{config_hash(cfg)}'",
         order_by=["attributes.start_time DESC"],
     )
-    runs = [r for r in runs if "superseded_by" not in r.data.tags]
+    here = str(cfg.paths.run_dir)  # the ``job_dir`` tag of this job's (replicate's) runs
+    runs = [r for r in runs if "superseded_by" not in r.data.tags
+            and (info.resume or r.data.tags.get("job_dir") == here)]
     return runs[0] if runs else None
 
 

@@ -1,9 +1,10 @@
 """The shared tracking server (``python -m pipeline.tracking.server``): a throwaway
-PostgreSQL cluster and ``mlflow server`` on it, a parallel sweep logging to it, and the
-server going away in the middle of a run."""
+PostgreSQL cluster and ``mlflow server`` on it, a parallel sweep logging to it, the server
+going away in the middle of a run, and a champion served through it with no shared disk."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -18,7 +20,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.tracking.server import LocalPostgres, pg_bin, wait_healthy
+from pipeline.tracking.server import LocalPostgres, pg_bin, stop_group, wait_healthy
 from tests.helpers import ROOT, TINY, free_port, run_cli
 
 pytestmark = [
@@ -153,3 +155,60 @@ def test_server_going_away_fails_the_run_in_one_line_and_keeps_its_checkpoints(s
     (run,) = client.search_runs([experiment.experiment_id],
                                 filter_string="attributes.status = 'RUNNING'")
     assert {"train/loss_step", "val/seq_acc"} <= set(run.data.metrics)
+
+
+def test_a_champion_logged_from_a_deleted_folder_is_served_through_the_server(server, tmp_path):
+    """No shared disk: a sweep logs to the server from a working folder that is deleted
+    afterwards; in another, empty folder, ``mlflow models serve`` (``make serve``'s command)
+    serves ``models:/seq2seq-reverse@champion`` with only the server's URL: the registry, the
+    model and its files all come through the server (proxied artifacts)."""
+    url, folder = server
+    work = tmp_path / "work"
+    result = run_cli("-m", *TINY, "model.depth=1,2", f"logger.tracking_uri={url}",
+                     output_dir=work)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    client = MlflowClient(url)
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("seq2seq-reverse").experiment_id],
+        filter_string=f"tags.role = 'sweep' and tags.sweep_dir LIKE '{work}/%'")
+    version = client.get_model_version_by_alias("seq2seq-reverse", "champion")
+    assert version.tags["sweep_run_id"] == parent.info.run_id
+    champion = client.get_run(version.run_id)
+    assert champion.info.artifact_uri.startswith("mlflow-artifacts:")  # nothing on the client
+    assert str(work) not in version.source
+    shutil.rmtree(work)
+
+    empty = tmp_path / "client"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEQ2SEQ_", "MLFLOW_"))}
+    env.update(MLFLOW_TRACKING_URI=url, PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
+    server_log = folder / f"server-{url.rsplit(':', 1)[1]}.log"
+    seen = server_log.stat().st_size
+    port = free_port()
+    with (tmp_path / "serve.log").open("w") as log:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m",
+             "models:/seq2seq-reverse@champion", "--env-manager", "local", "-h", "127.0.0.1",
+             "-p", str(port)], cwd=empty, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    try:
+        assert wait_healthy(f"http://127.0.0.1:{port}", serve, timeout=180), \
+            (tmp_path / "serve.log").read_text()[-3000:]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", method="POST",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps({"dataframe_split": {"columns": ["source"],
+                                                 "data": [["1 2 3"], ["4 5"]]}}).encode())
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            answer = json.loads(reply.read())
+    finally:
+        stop_group(serve)
+    predictions = answer["predictions"]
+    assert len(predictions) == 2 and all(isinstance(p["prediction"], str) for p in predictions)
+    assert list(empty.iterdir()) == []  # the client's folder stays empty
+    with server_log.open() as log:  # the server's access log: the model went through it
+        log.seek(seen)
+        served = log.read()
+    downloaded = f"GET /api/2.0/mlflow-artifacts/artifacts/{champion.info.experiment_id}/models/"
+    model_id = champion.data.tags["model_uri"].removeprefix("models:/")
+    assert f"{downloaded}{model_id}/artifacts/MLmodel " in served
