@@ -38,7 +38,7 @@ export SEQ2SEQ_VERBOSE := $(VERBOSE)
 SYSTEM_PACKAGES := chromium postgresql
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 
-.PHONY: help install system-deps train sweep ui dashboard serve server bench gpu-check test test-fast lint clean
+.PHONY: help install system-deps train sweep ui dashboard serve server bench results gpu-check test test-fast lint clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ bench: $(NEEDS)  ## Benchmarks: ratios measured side by side (ARGS=--full for mo
 
 bench-peer: $(NEEDS)  ## Against OpenNMT-py (installed into outputs/bench/peer): tok/s and accuracy (ARGS=--rounds 3)
 	$(PY) -m bench.peer $(ARGS)
+
+results: $(NEEDS)  ## Re-run the quick recipes and print each figure beside docs/results.md's
+	$(PY) -m bench.results $(ARGS)
 
 gpu-check: $(NEEDS)  ## On an NVIDIA GPU: the gpu tests and the GPU benchmark, one table
 	$(PY) -m bench --gpu-check
