@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,9 +26,10 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pipeline.config import ConfigError, check, is_int, validate
+from pipeline.config import check, is_int, validate
 from pipeline.data.tasks import TASKS
-from pipeline.files import DiskFull, as_disk_full, disk_full
+from pipeline.errors import ConfigError, DiskFull
+from pipeline.files import as_disk_full, disk_full
 from pipeline.tracking.naming import override_key, task_overrides
 from pipeline.tracking.store import check_tracking_uri
 
@@ -180,39 +180,6 @@ def relaunches_sweep(strategy: str) -> bool:
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     return (strategy.startswith("ddp") and "spawn" not in strategy and multirun
             and not started_by_launcher())
-
-
-class RankLost(RuntimeError):
-    """Another process of a multi-process training stopped answering: killed, or its host
-    lost or unreachable for longer than the strategy's ``timeout``."""
-
-    def __init__(self, cause: BaseException, world_size: int, run_dir: str, checkpoints: str):
-        first = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
-        said = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0][:160]  # gloo's source file
-        super().__init__(
-            f"another of this training's {world_size} processes stopped answering "
-            f"({said or type(cause).__name__}): training stopped; run the same command on "
-            f"every host, with hydra.run.dir={run_dir}, to continue from the newest "
-            f"checkpoint in {checkpoints}")
-
-
-# What the collective communication between ranks says when a peer is gone: gloo's closed
-# connections and timeouts, NCCL's errors, the c10d store's.
-LOST_RANK_WORDS = ("gloo/transport", "Connection closed by peer", "Connection reset by peer",
-                   "NCCL error", "ProcessGroupNCCL", "DistNetworkError", "Socket Timeout")
-
-
-def rank_lost(err: BaseException | None, world_size: int) -> bool:
-    """``err`` is a failure of the communication between the ranks of a multi-process
-    training (a peer that died or stopped answering), rather than of this rank's own work."""
-    seen = set()
-    while err is not None and id(err) not in seen and world_size > 1:
-        seen.add(id(err))
-        if isinstance(err, torch.distributed.DistError) or (
-                isinstance(err, RuntimeError) and any(w in str(err) for w in LOST_RANK_WORDS)):
-            return True
-        err = err.__cause__ or err.__context__
-    return False
 
 
 def replicates(cfg: DictConfig) -> Iterator[DictConfig]:

@@ -23,7 +23,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import OnExceptionCheckpoint as _OnExceptionCheckpoint
 
-from pipeline.files import DiskFull, disk_full, set_aside, why_damaged, write_bytes
+from pipeline.errors import DiskFull
+from pipeline.files import disk_full, set_aside, why_damaged, write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from pipeline.data.vocab import (
     load_vocabularies,
     vocabularies_json,
 )
+from pipeline.errors import InputError
 from pipeline.models import EncoderDecoder
 
 NET_FILE, WEIGHTS_FILE = "net.json", "weights.pt"
@@ -55,16 +56,6 @@ def decode(
         out.append(Decoded(source, None if targets is None else targets[i], prediction,
                            attention))
     return out
-
-
-class InputError(ValueError):
-    """An input a model cannot decode: none at all, an empty one, or (``unknown="error"``)
-    one with symbols outside its vocabulary. Says which (``index``, 0-based, of ``total``)
-    and what would be right; ``problem`` says it of the input alone."""
-
-    def __init__(self, problem: str, index: int | None = None, total: int | None = None):
-        self.problem, self.index, self.total = problem, index, total
-        super().__init__(problem if index is None else f"input {index + 1} of {total} {problem}")
 
 
 # Known symbols shown at most when an input has unknown ones.

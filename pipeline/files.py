@@ -20,7 +20,6 @@ recognised anywhere in an error's chain by :func:`disk_full` and reported as
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
@@ -29,46 +28,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from pipeline.errors import FULL_ERRNOS, DamagedFile, DiskFull, causes
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # How libraries that drop the errno say it (SQLite through SQLAlchemy, MLflow's server).
 FULL_WORDS = ("no space left on device", "disk quota exceeded", "database or disk is full")
 SEALED_MAGIC = b"seq2seq-sealed 1\n"
 
 
-class DiskFull(RuntimeError):
-    """A write failed because the disk (or a quota) is full; ``where`` is what it wrote."""
-
-    def __init__(self, where: str | os.PathLike, cause: BaseException | None = None):
-        self.where = str(where)
-        reason = os.strerror(errno.ENOSPC)
-        for err in _chain(cause):
-            if isinstance(err, OSError) and err.errno in FULL_ERRNOS:
-                reason = os.strerror(err.errno)
-                break
-        super().__init__(f"the disk is full ({reason}): could not write {self.where}")
-
-
-class DamagedFile(ValueError):
-    """A file read back is not what was written (truncated, garbage, wrong digest)."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path, self.reason = Path(path), reason
-        super().__init__(f"{path} is damaged ({reason})")
-
-
-def _chain(err: BaseException | None):
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        yield err
-        err = err.__cause__ or err.__context__
-
-
 def disk_full(err: BaseException | None) -> bool:
     """True when ``err`` (or an error it was raised from) says the disk or a quota is full."""
-    for e in _chain(err):
+    for e in causes(err):
         if isinstance(e, DiskFull):
             return True
         if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
@@ -82,12 +53,12 @@ def as_disk_full(err: BaseException, where: str | os.PathLike | None = None,
                  store: str | None = None) -> DiskFull:
     """``err`` as a :class:`DiskFull` naming where: the file the error names, else the
     tracking ``store`` for a database error, else ``where``."""
-    for e in _chain(err):
+    for e in causes(err):
         if isinstance(e, DiskFull):
             return e
-    if store and any("database or disk is full" in str(e) for e in _chain(err)):
+    if store and any("database or disk is full" in str(e) for e in causes(err)):
         return DiskFull(f"the tracking store {store}", err)
-    named = next((e.filename for e in _chain(err)
+    named = next((e.filename for e in causes(err)
                   if isinstance(e, OSError) and e.filename), None)
     return DiskFull(named or where or "a file", err)
 

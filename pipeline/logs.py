@@ -145,7 +145,8 @@ class JobLogFile(logging.FileHandler):
     warned = False
 
     def handleError(self, record: logging.LogRecord) -> None:
-        from pipeline.files import DiskFull, disk_full
+        from pipeline.errors import DiskFull
+        from pipeline.files import disk_full
 
         err = sys.exc_info()[1]
         if not disk_full(err):

@@ -18,6 +18,7 @@ from torchmetrics.aggregation import CatMetric
 from pipeline.accel import DecoderGraphs
 from pipeline.data import Batch, DataSpec, Vocab
 from pipeline.data.tokenize import TextCodec, from_json
+from pipeline.errors import NonFiniteLossError
 from pipeline.metrics import (
     BucketedSequenceAccuracy,
     CharacterErrorRate,
@@ -39,14 +40,6 @@ TEXT_METRICS = ("bleu", "chrf")
 DECODE_MARGIN = 5
 BUCKETS = 5  # input-length buckets of test/seq_acc/len_* unless eval.bucket_width says
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss at global step ``step``."""
-
-    def __init__(self, loss: float, epoch: int, step: int):
-        super().__init__(f"loss is {loss} at epoch {epoch}, step {step}: training stopped")
-        self.step = step
 
 
 class Seq2SeqModule(L.LightningModule):

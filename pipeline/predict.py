@@ -31,11 +31,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.data.tokenize import TextCodec, tokenizers_from_json
 from pipeline.data.vocab import VOCAB_FILE, load_vocabularies
-from pipeline.decode import InputError, Translator
-from pipeline.errors import ConfigError, DataFileError
-from pipeline.files import DamagedFile
+from pipeline.decode import Translator
+from pipeline.errors import ConfigError, DamagedFile, DataFileError, InputError, StoreError
 from pipeline.logs import quiet
-from pipeline.tracking.store import StoreError, open_store, sqlite_path
+from pipeline.tracking.store import open_store, sqlite_path
 
 log = logging.getLogger(__name__)
 LEGACY_MAX_LEN = 50  # decoding steps of a PyTorch-flavour model, which does not record it

@@ -32,7 +32,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from pipeline.config import MAX_BEAM
-from pipeline.decode import InputError, Translator
+from pipeline.decode import Translator
+from pipeline.errors import InputError
 
 SOURCE, PREDICTION = "source", "prediction"
 SIGNATURE = ModelSignature(

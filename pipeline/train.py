@@ -17,10 +17,10 @@ from omegaconf import DictConfig
 
 from pipeline import console
 from pipeline.build import build, replicates, settle
+from pipeline.errors import FATAL, Pruned
 from pipeline.logs import job_in_sweep, one_console, quiet
-from pipeline.search import Pruned
 from pipeline.tracking import progress
-from pipeline.tracking.outcome import FATAL, JobOutcome
+from pipeline.tracking.outcome import JobOutcome
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class Trained:
     """One replicate's run: what it logged, and whether a resumed sweep found it complete."""
 
     metrics: dict[str, float]
-    run_id: str
+    run_id: str | None  # None on a rank other than 0 (rank 0 owns the run)
     skipped: bool = False
     example: str | None = None  # a test source, as predict reads it
 
@@ -148,6 +148,8 @@ def finish_single(cfg: DictConfig, results: list[Trained]) -> None:
     from pipeline.tracking.registry import register_run_model
 
     for result in results:
+        if result.run_id is None:  # a rank other than 0: rank 0 owns the run and reports it
+            continue
         version = register_run_model(cfg.logger.tracking_uri, result.run_id,
                                      cfg.logger.experiment_name)
         console.print_result(run_result(cfg, result, version))

@@ -201,7 +201,8 @@ def load_tokenizers(path: Path | None) -> tuple[Tokenizer, Tokenizer]:
     without one, whitespace-separated symbols)."""
     if path is None:
         return tokenizers_from_json(None)
-    from pipeline.files import DamagedFile, why_damaged
+    from pipeline.errors import DamagedFile
+    from pipeline.files import why_damaged
 
     try:  # a file that is not whole is named in one line (predict, serving)
         return tokenizers_from_json(json.loads(Path(path).read_text()))

@@ -58,7 +58,8 @@ def vocabularies_json(source: Vocab, target: Vocab) -> dict:
 def load_vocabularies(path: Path) -> tuple[Vocab, Vocab]:
     """(source, target) vocabularies from a ``vocabularies.json``; a file that is not whole
     (truncated, garbage) raises :class:`pipeline.files.DamagedFile` naming it."""
-    from pipeline.files import DamagedFile, why_damaged
+    from pipeline.errors import DamagedFile
+    from pipeline.files import why_damaged
 
     try:
         itos = json.loads(Path(path).read_text())

@@ -14,16 +14,6 @@ from hydra.types import RunMode
 
 from pipeline.files import write_json
 
-
-class Pruned(Exception):  # noqa: N818 - a verdict, not an error
-    """The trial's pruner stopped this training: the run ends KILLED, tagged ``pruned``
-    with the epoch, and the job's other replicates do not run."""
-
-    def __init__(self, epoch: int):
-        super().__init__(f"pruned after epoch {epoch}")
-        self.epoch = epoch
-
-
 TRIALS_DIR = "optuna_trials"
 PRUNED_ATTR = "pruned_at_epoch"
 REPORTER_ATTR = "reporting_seed"

@@ -16,7 +16,8 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from pipeline.files import DamagedFile, set_aside, why_damaged, write_json
+from pipeline.errors import DamagedFile
+from pipeline.files import set_aside, why_damaged, write_json
 
 PARENT_RUN_FILE = "mlflow_parent_run.json"
 

@@ -19,7 +19,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from pipeline.files import DiskFull, write_text
+from pipeline.errors import DiskFull
+from pipeline.files import write_text
 
 log = logging.getLogger(__name__)
 SUBDIR = ".hydra"

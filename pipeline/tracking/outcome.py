@@ -28,18 +28,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from pipeline.config import ConfigError
-from pipeline.files import DiskFull, as_disk_full, disk_full, read_json, write_json
-from pipeline.search import Pruned
+from pipeline.errors import ONE_LINE, ConfigError, DiskFull, Pruned
+from pipeline.files import as_disk_full, disk_full, read_json, write_json
 from pipeline.tracking.naming import candidate_name
-from pipeline.tracking.store import StoreError, TrackingServerGone
 
 log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
-# The errors that end a job in one line, with their exit status; a sweep's job stops its
-# remaining replicates on them (the next would meet the same).
-ONE_LINE = {ConfigError: 2, StoreError: 2, TrackingServerGone: 3, DiskFull: 4}
-FATAL = tuple(ONE_LINE)
 
 
 class JobOutcome(AbstractContextManager):

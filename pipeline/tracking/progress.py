@@ -18,7 +18,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipeline.files import DiskFull, read_json, write_json
+from pipeline.errors import DiskFull
+from pipeline.files import read_json, write_json
 from pipeline.tracking import outcome
 from pipeline.tracking.handoff import sweep_info
 from pipeline.tracking.naming import candidate_name

@@ -29,25 +29,39 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from lightning.pytorch.loggers.logger import DummyLogger
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from omegaconf import DictConfig
 
-from pipeline.build import RankLost, rank_lost
 from pipeline.checkpoints import newest_loadable
-from pipeline.files import DiskFull, as_disk_full, disk_full
-from pipeline.search import Pruned
+from pipeline.errors import DiskFull, Pruned, RankLost, TrackingServerGone
+from pipeline.files import as_disk_full, disk_full
 from pipeline.tracking import artifacts, resume
 from pipeline.tracking.logger import checkpoint_dir, make_logger
-from pipeline.tracking.store import (
-    TrackingServerGone,
-    ensure_experiment,
-    open_store,
-    server_gone,
-)
+from pipeline.tracking.store import ensure_experiment, open_store, server_gone
 
 log = logging.getLogger(__name__)
+
+
+# What the collective communication between ranks says when a peer is gone: gloo's closed
+# connections and timeouts, NCCL's errors, the c10d store's.
+LOST_RANK_WORDS = ("gloo/transport", "Connection closed by peer", "Connection reset by peer",
+                   "NCCL error", "ProcessGroupNCCL", "DistNetworkError", "Socket Timeout")
+
+
+def rank_lost(err: BaseException | None, world_size: int) -> bool:
+    """``err`` is a failure of the communication between the ranks of a multi-process
+    training (a peer that died or stopped answering), rather than of this rank's own work."""
+    seen = set()
+    while err is not None and id(err) not in seen and world_size > 1:
+        seen.add(id(err))
+        if isinstance(err, torch.distributed.DistError) or (
+                isinstance(err, RuntimeError) and any(w in str(err) for w in LOST_RANK_WORDS)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 @dataclass

@@ -22,14 +22,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from pipeline.config import ConfigError
+from pipeline.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 LOCK_TIMEOUT_S = 600
-
-
-class StoreError(RuntimeError):
-    """The tracking store cannot be used as it is; the message says why and how to mend it."""
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -143,17 +139,6 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         raise ConfigError("logger.tracking_uri", shown,
                           "a running MLflow server (start one with `make server`), or the "
                           "default embedded store (drop the override)")
-
-
-class TrackingServerGone(RuntimeError):
-    """The tracking server stopped answering mid-run, after MLflow's own retries."""
-
-    def __init__(self, tracking_uri: str, cause: BaseException, checkpoints: str):
-        super().__init__(
-            f"the MLflow tracking server {tracking_uri} stopped answering "
-            f"({type(cause).__name__} after MLflow's retries): training stopped; its "
-            f"checkpoints are in {checkpoints}; the MLflow run stays RUNNING"
-        )
 
 
 def server_gone(uri: str) -> bool:

@@ -22,7 +22,8 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.files import DiskFull, as_disk_full, disk_full
+from pipeline.errors import DiskFull
+from pipeline.files import as_disk_full, disk_full
 from pipeline.tracking.handoff import SweepInfo, write_sweep_info
 from pipeline.tracking.naming import override_key, override_values
 from pipeline.tracking.outcome import failed_job_dirs

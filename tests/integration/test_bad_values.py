@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from pipeline.build import build, settle
-from pipeline.config import ConfigError
+from pipeline.errors import ConfigError
 from pipeline.train import train
 from tests.helpers import TINY, run_cli
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from pipeline.module import NonFiniteLossError
+from pipeline.errors import NonFiniteLossError
 from pipeline.train import train
 from tests.helpers import ROOT, TINY, run_cli
 
@@ -113,7 +113,7 @@ def test_plain_ddp_inside_a_multirun_is_refused_before_any_rank_starts(tmp_path)
                      output_dir=tmp_path, timeout=120)
     assert result.returncode == 1
     assert "trainer.strategy='ddp' is invalid: ddp_spawn (trainer=ddp or ddp_cpu)" in (
-        result.stdout)
+        result.stderr)
     assert len(list((tmp_path / "sweeps").iterdir())) == 1
     assert not list(tmp_path.glob("sweeps/*/0/checkpoints"))
 
@@ -127,7 +127,7 @@ def test_a_full_disk_at_upload_keeps_what_was_logged_and_reports_the_error(
     import errno
 
     from pipeline import report
-    from pipeline.files import DiskFull
+    from pipeline.errors import DiskFull
     from pipeline.tracking import artifacts
 
     def disk_full(*args, **kwargs):

@@ -89,7 +89,8 @@ def test_one_graph_per_padded_shape_replayed_and_capped(caplog):
 
 def test_pad_to_is_a_validated_setting(compose_cfg):
     """The warning names accel.pad_to: it is a real key, and validated."""
-    from pipeline.config import ConfigError, validate
+    from pipeline.config import validate
+    from pipeline.errors import ConfigError
 
     cfg = compose_cfg("accel.pad_to=16")
     validate(cfg)

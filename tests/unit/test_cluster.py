@@ -22,10 +22,10 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 from mlflow import MlflowClient
 
-from pipeline.build import RankLost, check_environment, rank_lost, strategy_name
-from pipeline.errors import ConfigError
+from pipeline.build import check_environment, strategy_name
+from pipeline.errors import ConfigError, RankLost
 from pipeline.tracking.logger import checkpoint_dir
-from pipeline.tracking.run import run_in_this_folder, tracked_run
+from pipeline.tracking.run import rank_lost, run_in_this_folder, tracked_run
 from pipeline.tracking.store import ensure_experiment, open_store
 from tests.helpers import CONF, TINY
 

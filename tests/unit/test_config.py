@@ -7,7 +7,8 @@ import torch
 from hydra.errors import ConfigCompositionException
 
 from pipeline.build import settle
-from pipeline.config import ConfigError, validate
+from pipeline.config import validate
+from pipeline.errors import ConfigError
 from pipeline.tracking.naming import config_hash, flatten
 
 

@@ -14,7 +14,8 @@ import torch
 from pipeline.checkpoints import newest_loadable
 from pipeline.data.datamodule import Seq2SeqDataModule
 from pipeline.data.vocab import Vocab, load_vocabularies, vocabularies_json
-from pipeline.files import DamagedFile, DiskFull, read_sealed, write_json, write_sealed
+from pipeline.errors import DamagedFile, DiskFull
+from pipeline.files import read_sealed, write_json, write_sealed
 from pipeline.tracking.outcome import records
 from tests.helpers.disk import fill, mount_small_disk, unmount
 

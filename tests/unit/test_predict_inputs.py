@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 
 from pipeline.data.tokenize import Chars, TextCodec
 from pipeline.data.vocab import Vocab
-from pipeline.decode import InputError, Translator
+from pipeline.decode import Translator
+from pipeline.errors import InputError
 from pipeline.predict import refusal
 
 FROM_FILE = OmegaConf.create({"inputs_file": "in.txt"})

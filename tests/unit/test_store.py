@@ -7,7 +7,8 @@ import sqlite3
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.tracking.store import StoreError, half_migrated, open_store
+from pipeline.errors import StoreError
+from pipeline.tracking.store import half_migrated, open_store
 
 
 @pytest.fixture(scope="module")
