@@ -29,6 +29,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.config import register_configs
 from pipeline.data.tokenize import TextCodec, tokenizers_from_json
 from pipeline.data.vocab import VOCAB_FILE, load_vocabularies
 from pipeline.decode import Translator
@@ -145,6 +146,9 @@ def leave_nothing(cfg: DictConfig) -> None:
     for empty in (folder, Path(cfg.paths.output_dir)):
         with contextlib.suppress(OSError):
             empty.rmdir()
+
+
+register_configs()  # the resolvers conf/paths uses (abspath)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
