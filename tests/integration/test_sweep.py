@@ -355,7 +355,8 @@ def test_replicates_give_every_candidate_its_statistics(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
-    children = [r for r in runs if r is not parent]
+    (ensemble,) = [r for r in runs if r.data.tags.get("role") == "ensemble"]
+    children = [r for r in runs if r is not parent and r is not ensemble]
     assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
     candidates: dict[str, list] = {}
     for child in children:
