@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 class EpochLines(Callback):
     """``epoch 3/10: train/loss 0.412, val/seq_acc 0.882 (12 s)`` after each validation."""
 
+    def __init__(self):
+        self.started: float | None = None  # this epoch's start (none yet after a resume)
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.started = time.time()
 
@@ -25,9 +28,9 @@ class EpochLines(Callback):
         metrics = trainer.callback_metrics
         shown = [f"{k} {float(metrics[k]):.3f}" for k in ("train/loss", "val/loss", "val/seq_acc")
                  if k in metrics]
-        seconds = time.time() - getattr(self, "started", time.time())
-        log.info("epoch %d/%s: %s (%.0f s)", trainer.current_epoch + 1, trainer.max_epochs,
-                 ", ".join(shown), seconds)
+        took = f" ({time.time() - self.started:.0f} s)" if self.started is not None else ""
+        log.info("epoch %d/%s: %s%s", trainer.current_epoch + 1, trainer.max_epochs,
+                 ", ".join(shown), took)
 
 
 def progress_callbacks(bar: bool) -> list[Callback]:

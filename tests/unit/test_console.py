@@ -149,3 +149,26 @@ def test_a_trainings_result_rounds_its_test_scores_and_says_where(capsys):
     assert capsys.readouterr().out.splitlines() == [
         "test: loss 1.23e-04  seq_acc 0.996  (best val/seq_acc 0.998)",
         "run:   abc  http://ui/#/run", "model: models:/m/1"]
+
+
+def test_a_training_outside_a_terminal_logs_a_line_an_epoch(caplog):
+    from types import SimpleNamespace
+
+    import torch
+
+    from pipeline.progress_bar import EpochLines, progress_callbacks
+
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=2,
+                              max_epochs=10, callback_metrics={
+                                  "train/loss": torch.tensor(0.41234),
+                                  "val/seq_acc": torch.tensor(0.8816)})
+    lines = EpochLines()
+    with caplog.at_level(logging.INFO, logger="pipeline.progress_bar"):
+        lines.on_validation_epoch_end(trainer, None)  # resumed mid-epoch: no start seen
+        lines.on_train_epoch_start(trainer, None)
+        lines.on_validation_epoch_end(trainer, None)
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0] == "epoch 3/10: train/loss 0.412, val/seq_acc 0.882"
+    assert said[1].startswith("epoch 3/10: train/loss 0.412, val/seq_acc 0.882 (")
+    assert isinstance(progress_callbacks(False)[0], EpochLines)
+    assert progress_callbacks(True)[0]._console_kwargs == {"stderr": True}
