@@ -141,9 +141,11 @@ class MLflowSweepCallback(Callback):
             for key, values in swept.items():
                 client.log_param(self.parent_id, key, values)
         self.swept = list(swept)
-        launcher_jobs = config.hydra.launcher.get("n_jobs")
-        self.parallel = launcher_jobs if launcher_jobs and launcher_jobs > 0 else 1
         self.total = count_jobs(config, swept)
+        # Jobs at once: joblib's n_jobs, submitit's array_parallelism, else one at a time.
+        launcher = config.hydra.launcher
+        at_once = launcher.get("n_jobs") or launcher.get("array_parallelism") or 1
+        self.parallel = max(1, min(at_once, self.total or at_once))
         self.seeds = int(config.get("seeds") or 1)
         try:
             write_sweep_info(sweep_dir, SweepInfo(
