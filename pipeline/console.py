@@ -11,8 +11,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from pipeline.logs import verbose
 from pipeline.tracking.progress import Replicate
@@ -81,9 +83,9 @@ class SweepDisplay:
         if self.live:
             self.progress.stop()
 
-    def finish(self, table, metric: str, alpha: float, where: list[tuple[str, str]]) -> None:
+    def finish(self, table, metric: str, where: list[tuple[str, str]]) -> None:
         """The sweep's result: see :func:`print_sweep`."""
-        print_sweep(table, metric, alpha, where)
+        print_sweep(table, metric, where)
 
     def _loop(self) -> None:
         while not self.stopping.wait(1.0):
@@ -102,7 +104,7 @@ class SweepDisplay:
         running = sum(r.status == "RUNNING" for r in records)
         failed = sum(r.status == "FAILED" for r in done)
         state = [f"{running} running"] + ([f"{failed} failed"] if failed else [])
-        left = self._time_left(done, running)
+        left = self._time_left(done)
         if left:
             state.append(left)
         best = best_so_far(done)
@@ -111,7 +113,7 @@ class SweepDisplay:
         self.progress.update(self.task, completed=sum(r.runs for r in done),
                              state=", ".join(state))
 
-    def _time_left(self, done: list[Replicate], running: int) -> str | None:
+    def _time_left(self, done: list[Replicate]) -> str | None:
         timed = [r.seconds for r in done if r.status in ("FINISHED", "PRUNED") and r.seconds]
         if not self.total or not timed:
             return None
@@ -143,9 +145,9 @@ def _mean_interval(table, metric: str, i: int) -> str:
     return f"{value:.3f}" + (f" ± {half:.3f}" if half == half else "")
 
 
-def verdict(table, i: int, alpha: float) -> str:
-    """Row ``i`` against the best candidate (row 0): beaten where either test says so
-    (Holm-corrected), else not different, with the smaller p-value."""
+def verdict(table, i: int) -> str:
+    """Row ``i`` against the best candidate (row 0), as the report judged it (``vs best:
+    beaten``), with the smaller Holm-corrected p-value."""
     if i == 0:
         return "best"
     ps = [table[c].iloc[i] for c in ("p welch holm", "p paired holm") if c in table]
@@ -154,16 +156,13 @@ def verdict(table, i: int, alpha: float) -> str:
         return table["status"].iloc[i].lower() if "status" in table else "-"
     p = min(ps)
     shown = "p < 0.001" if p < 1e-3 else f"p = {p:.3f}"
-    return f"worse ({shown})" if p < alpha else f"no difference ({shown})"
+    return f"worse ({shown})" if table["vs best: beaten"].iloc[i] else f"no difference ({shown})"
 
 
-def print_sweep(table, metric: str, alpha: float, where: list[tuple[str, str]]) -> None:
+def print_sweep(table, metric: str, where: list[tuple[str, str]]) -> None:
     """The sweep's result on stdout: one row per candidate, best first (mean ± 95 %
     interval of the monitored and the test metric, the verdict against the best), then
     where everything is."""
-    from rich import box
-    from rich.table import Table
-
     out = Console(highlight=False, soft_wrap=True, width=200)
     if len(table) and metric in table:
         test = metric.replace("val/", "test/", 1)
@@ -175,7 +174,7 @@ def print_sweep(table, metric: str, alpha: float, where: list[tuple[str, str]]) 
                      _mean_interval(table, metric, i)]
             if test in table:
                 cells.append(_mean_interval(table, test, i))
-            shown.add_row(*cells, verdict(table, i, alpha))
+            shown.add_row(*cells, verdict(table, i))
         out.print(shown)
     print_where(out, where)
 

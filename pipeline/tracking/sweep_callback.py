@@ -236,7 +236,6 @@ class MLflowSweepCallback(Callback):
     def _say_where(self, result, runs: list[Run], sweep_dir: Path, failed_jobs: int) -> None:
         """The candidates' table and where the sweep's results are (through the display),
         else one line naming the summary."""
-        from pipeline.tracking import sweep_report
         from pipeline.tracking.store import run_link, ui_base
 
         summary = sweep_dir / "summary.md"
@@ -255,4 +254,4 @@ class MLflowSweepCallback(Callback):
             planned = self.total * self.seeds if self.total else len(runs)
             where.append(("failed", f"{failed_jobs} of {planned} runs; each one's error is "
                           f"above, its log in {sweep_dir}/<job>/"))
-        self.display.finish(result.table, result.metric, sweep_report.ALPHA, where)
+        self.display.finish(result.table, result.metric, where)

@@ -165,6 +165,13 @@ class Comparison:
     p_welch_holm: float = np.nan
     p_paired_holm: float = np.nan
 
+    def beaten(self, mode: str) -> bool:
+        """The best candidate beats this one: either Holm-corrected test is significant and
+        the difference is the best's way."""
+        significant = any(np.isfinite(p) and p < ALPHA
+                          for p in (self.p_welch_holm, self.p_paired_holm))
+        return significant and (1 if mode == "max" else -1) * self.diff.diff > 0
+
 
 def compare(client: MlflowClient, ranked: list[Candidate], test_metric: str
             ) -> list[Comparison]:
@@ -186,8 +193,10 @@ def compare(client: MlflowClient, ranked: list[Candidate], test_metric: str
     return comparisons
 
 
-def with_comparisons(table: pd.DataFrame, comparisons: list[Comparison]) -> pd.DataFrame:
-    """``table`` (best first) with the columns of each row's comparison with the best."""
+def with_comparisons(table: pd.DataFrame, comparisons: list[Comparison], mode: str
+                     ) -> pd.DataFrame:
+    """``table`` (best first) with the columns of each row's comparison with the best, and
+    whether the best beats it (``vs best: beaten``)."""
     def column(value) -> list[float]:
         return [np.nan, *(value(c) for c in comparisons)]
 
@@ -198,6 +207,7 @@ def with_comparisons(table: pd.DataFrame, comparisons: list[Comparison]) -> pd.D
     table["p welch holm"] = column(lambda c: c.p_welch_holm)
     table["p paired"] = column(lambda c: c.p_paired)
     table["p paired holm"] = column(lambda c: c.p_paired_holm)
+    table["vs best: beaten"] = [False, *(c.beaten(mode) for c in comparisons)]
     return table
 
 
@@ -213,7 +223,6 @@ def in_words(best: Candidate, comparisons: list[Comparison], test_metric: str, m
     difference, the power its replicates had; for none, how many seeds per candidate would
     detect the observed difference (or ``min_effect``, in the metric's units) with 80 %
     power at the 5 % level (:func:`pipeline.stats.power_sentence`)."""
-    better = 1 if mode == "max" else -1
     scale, unit = ((100, " points") if test_metric.endswith(("acc", "wer", "per", "cer"))
                    else (1, " points") if test_metric.endswith(("bleu", "chrf")) else (1, ""))
     kind = EXAMPLE_SCORES.get(next((r.data.tags.get("example_score") for r in best.finished),
@@ -225,9 +234,7 @@ def in_words(best: Candidate, comparisons: list[Comparison], test_metric: str, m
             [f"Welch {stats.p_text(p)}" if np.isfinite(p) else "one replicate: no Welch test"]
             + ([f"paired over test examples' {kind} {stats.p_text(p_paired)}"]
                if np.isfinite(p_paired) else []))
-        significant = (np.isfinite(p) and p < ALPHA) or (np.isfinite(p_paired)
-                                                          and p_paired < ALPHA)
-        beats = significant and better * d.diff > 0
+        beats = c.beaten(mode)
         evidence += "; " + stats.power_sentence(
             best.values(test_metric), c.other.values(test_metric), beats, alpha=ALPHA,
             min_effect=min_effect, scale=scale, unit=unit)
@@ -260,7 +267,7 @@ def rank_and_compare(client: MlflowClient, candidates: list[Candidate], metric: 
     if len(order) < 2 or test_metric not in table:
         return table, []
     comparisons = compare(client, order, test_metric)
-    return (with_comparisons(table, comparisons),
+    return (with_comparisons(table, comparisons, mode),
             in_words(order[0], comparisons, test_metric, mode, min_effect))
 
 

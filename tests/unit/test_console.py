@@ -130,8 +130,9 @@ def test_the_sweeps_table_has_a_verdict_against_the_best(capsys):
         "status": ["FINISHED"] * 3,
         "val/seq_acc": [0.998, 0.990, 0.4], "val/seq_acc ci_low": [0.996, 0.98, 0.3],
         "val/seq_acc ci_high": [1.0, 1.0, 0.5],
-        "p welch holm": [float("nan"), 0.2, 0.3], "p paired holm": [float("nan"), 0.4, 1e-5]})
-    console.print_sweep(table, "val/seq_acc", 0.05, [("champion", "models:/x@champion")])
+        "p welch holm": [float("nan"), 0.2, 0.3], "p paired holm": [float("nan"), 0.4, 1e-5],
+        "vs best: beaten": [False, False, True]})
+    console.print_sweep(table, "val/seq_acc", [("champion", "models:/x@champion")])
     out = capsys.readouterr().out
     assert "0.998 ± 0.002" in out
     rows = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith("model=")}

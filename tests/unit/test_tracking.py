@@ -120,6 +120,7 @@ def test_sweep_statistics_rank_compare_and_say_it_in_words():
     assert list(table.candidate) == ["c", "a", "d", "b"]
     assert np.isnan(table["p welch holm"][0]) and table["p welch holm"][3] < 0.05
     assert table["vs best: diff"][3] < 0
+    assert list(table["vs best: beaten"]) == [False, False, False, True]  # as the words say
     assert "- c beats b by 39.0 +/- 5.1 points on test/seq_acc" in words
     assert "- a and c do not differ significantly" in words
     assert "- d and c do not differ significantly on test/seq_acc (one replicate" in words
