@@ -159,13 +159,11 @@ def run_result(cfg: DictConfig, result: Trained, version) -> console.RunResult:
     """A finished training's scores and where its run, model and commands are."""
     from mlflow import MlflowClient
 
-    from pipeline.tracking.store import run_link, ui_base
+    from pipeline.tracking.store import run_where
 
     uri = cfg.logger.tracking_uri
     run = MlflowClient(uri).get_run(result.run_id)
-    link = run_link(ui_base(uri), run.info.experiment_id, result.run_id)
-    where = [("run", f"{result.run_id}  {link}"
-              + ("  (make ui)" if not uri.startswith("http") else ""))]
+    where = [("run", run_where(uri, run.info.experiment_id, result.run_id))]
     model = run.data.tags.get("model_uri")
     if version is not None:
         name = cfg.logger.experiment_name

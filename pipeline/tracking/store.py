@@ -176,6 +176,12 @@ def run_link(ui: str, experiment_id: str, run_id: str) -> str:
     return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING}"
 
 
+def run_where(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """``<run id>  <its page>``, and ``(make ui)`` where a local store needs the UI started."""
+    link = run_link(ui_base(tracking_uri), experiment_id, run_id)
+    return f"{run_id}  {link}" + ("" if is_server(tracking_uri) else "  (make ui)")
+
+
 def experiment_links(uri: str, ui: str) -> list[str]:
     """``name: <experiment_link>`` per experiment of the store at ``uri``."""
     from mlflow import MlflowClient

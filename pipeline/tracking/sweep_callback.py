@@ -104,6 +104,7 @@ class MLflowSweepCallback(Callback):
         self.experiment_id: str | None = None
         self.swept: list[str] = []
         self.total: int | None = None
+        self.parallel = 1
         self.seeds = 1
 
     def __getstate__(self) -> dict:
@@ -236,15 +237,13 @@ class MLflowSweepCallback(Callback):
     def _say_where(self, result, runs: list[Run], sweep_dir: Path, failed_jobs: int) -> None:
         """The candidates' table and where the sweep's results are (through the display),
         else one line naming the summary."""
-        from pipeline.tracking.store import run_link, ui_base
+        from pipeline.tracking.store import run_where
 
         summary = sweep_dir / "summary.md"
         if self.display is None:
             log.info("Sweep summary (%d runs, %d failed): %s", len(runs), failed_jobs, summary)
             return
-        link = run_link(ui_base(self.tracking_uri), self.experiment_id, self.parent_id)
-        where = [("sweep", f"{self.parent_id}  {link}"
-                  + ("" if self.tracking_uri.startswith("http") else "  (make ui)")),
+        where = [("sweep", run_where(self.tracking_uri, self.experiment_id, self.parent_id)),
                  ("summary", f"{summary}; in the UI: the parent run's summary.html")]
         if result.ensemble is not None:
             where.append(("ensemble", result.ensemble.summary()))

@@ -169,7 +169,7 @@ def test_the_paired_test_says_which_per_example_score_it_compared(tmp_path):
 def test_the_printed_links_open_the_ui_in_its_model_training_mode():
     """A tracking server is its own UI, a local store's is `make ui`'s; every link names
     the model-training mode (the UI's own run links drop it: GenAI unless told)."""
-    from pipeline.tracking.store import experiment_link, run_link, ui_base
+    from pipeline.tracking.store import experiment_link, run_link, run_where, ui_base
 
     assert ui_base("http://mlflow.lan:5000/") == "http://mlflow.lan:5000"
     assert ui_base("https://mlflow.example.org") == "https://mlflow.example.org"
@@ -179,6 +179,11 @@ def test_the_printed_links_open_the_ui_in_its_model_training_mode():
         "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning")
     assert experiment_link("http://127.0.0.1:5000", "3") == (
         "http://127.0.0.1:5000/#/experiments/3?workflowType=machine_learning")
+    assert run_where("sqlite:///x.db", "3", "abc") == (
+        "abc  http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+        "  (make ui)")
+    assert run_where("http://mlflow.lan:5000", "3", "abc") == (
+        "abc  http://mlflow.lan:5000/#/experiments/3/runs/abc?workflowType=machine_learning")
 
 
 def test_the_ensemble_is_made_only_where_switched_on():
