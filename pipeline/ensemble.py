@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-import mlflow
 from hydra.utils import instantiate
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -30,6 +29,7 @@ from pipeline.data.tasks import TASKS
 from pipeline.logs import one_console
 from pipeline.module import Seq2SeqModule
 from pipeline.report import Report
+from pipeline.serving import load_translator
 from pipeline.tracking import registry
 from pipeline.tracking.champion import at_best
 from pipeline.tracking.sweep_report import ALPHA, Candidate, example_scores
@@ -228,8 +228,3 @@ def member_config(client: MlflowClient, run) -> DictConfig | None:
         cfg.paths.run_dir = str(job_dir)
     fill_monitor(cfg)
     return cfg
-
-
-def load_translator(model_uri: str):
-    """A logged text model's :class:`pipeline.decode.Translator`."""
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().translator

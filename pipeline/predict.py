@@ -30,35 +30,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import register_configs
-from pipeline.data.tokenize import TextCodec, tokenizers_from_json
-from pipeline.data.vocab import VOCAB_FILE, load_vocabularies
-from pipeline.decode import Translator
 from pipeline.errors import ConfigError, DamagedFile, DataFileError, InputError, StoreError
 from pipeline.logs import quiet
+from pipeline.serving import load_translator
 from pipeline.tracking.store import open_store, sqlite_path
 
 log = logging.getLogger(__name__)
-LEGACY_MAX_LEN = 50  # decoding steps of a PyTorch-flavour model, which does not record it
-
-
-def load(model_uri: str, max_len: int | None) -> Translator:
-    """A logged token model from any MLflow model URI: the pyfunc text model, or a PyTorch
-    model with its vocabularies (whitespace-separated symbols; ``max_len`` or 50 steps)."""
-    import mlflow
-
-    local = Path(mlflow.artifacts.download_artifacts(model_uri))
-    flavors = mlflow.models.Model.load(str(local)).flavors
-    if "pytorch" not in flavors:
-        translator = mlflow.pyfunc.load_model(str(local)).unwrap_python_model().translator
-    else:
-        net = mlflow.pytorch.load_model(str(local))
-        vocabs = load_vocabularies(next(local.rglob(VOCAB_FILE)))
-        source, target = tokenizers_from_json(None)
-        translator = Translator(net, TextCodec(source, vocabs[0]), TextCodec(target, vocabs[1]),
-                                max_len or LEGACY_MAX_LEN)
-    if max_len:
-        translator.max_len = max_len
-    return translator
 
 
 def registered_models(tracking_uri: str) -> str:
@@ -167,7 +144,7 @@ def main(cfg: DictConfig) -> None:
         open_store(cfg.tracking_uri)
         mlflow.set_tracking_uri(cfg.tracking_uri)
         check_model_uri(cfg.tracking_uri, cfg.model_uri)
-        translator = load(cfg.model_uri, cfg.max_len)
+        translator = load_translator(cfg.model_uri, cfg.max_len)
         key, texts = inputs(cfg)
         try:
             translator.check(texts, cfg.unknown)

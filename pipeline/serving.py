@@ -17,6 +17,9 @@ No pickle: a model is logged as code (MLflow's models from code). Its code is
 a key of :data:`MODELS`), and the ``pipeline`` package travels with it (the model's ``code/``
 folder, which MLflow puts on ``sys.path`` before running that file): it loads wherever its
 requirements are installed, with or without the project.
+
+:func:`load_translator` gives back a logged model's :class:`Translator` (``predict`` and the
+ensemble champion load models with it).
 """
 
 from __future__ import annotations
@@ -32,10 +35,13 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from pipeline.config import MAX_BEAM
+from pipeline.data.tokenize import TextCodec, tokenizers_from_json
+from pipeline.data.vocab import VOCAB_FILE, load_vocabularies
 from pipeline.decode import Translator
 from pipeline.errors import InputError
 
 SOURCE, PREDICTION = "source", "prediction"
+LEGACY_MAX_LEN = 50  # decoding steps of a PyTorch-flavour model, which does not record it
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", SOURCE)]),
     outputs=Schema([ColSpec("string", PREDICTION)]),
@@ -98,3 +104,21 @@ def log_text_model(tracking_uri: str, run_id: str, translator: Translator,
         files = translator.save(Path(tmp))
         return log_pyfunc_model(tracking_uri, run_id, "text", files, SIGNATURE,
                                 pd.DataFrame({SOURCE: examples}), requirements)
+
+
+def load_translator(model_uri: str, max_len: int | None = None) -> Translator:
+    """A logged token model from any MLflow model URI: the pyfunc text model, or a PyTorch
+    model with its vocabularies (whitespace-separated symbols; ``max_len`` or 50 steps)."""
+    local = Path(mlflow.artifacts.download_artifacts(model_uri))
+    flavors = mlflow.models.Model.load(str(local)).flavors
+    if "pytorch" not in flavors:
+        translator = mlflow.pyfunc.load_model(str(local)).unwrap_python_model().translator
+    else:
+        net = mlflow.pytorch.load_model(str(local))
+        vocabs = load_vocabularies(next(local.rglob(VOCAB_FILE)))
+        source, target = tokenizers_from_json(None)
+        translator = Translator(net, TextCodec(source, vocabs[0]), TextCodec(target, vocabs[1]),
+                                max_len or LEGACY_MAX_LEN)
+    if max_len:
+        translator.max_len = max_len
+    return translator
