@@ -62,8 +62,7 @@ class Report(Callback):
             translator = self.translator(net, vocabs, datamodule.tokenizers, hparams)
             source, target = translator.source.tokenizer.join, translator.target.tokenizer.join
             log_text_model(trainer.logger.tracking_uri, run_id, translator, requirements,
-                           [source(vocabs[0].decode(test[i]["src"]))
-                            for i in range(min(3, len(test)))])
+                           datamodule.source_texts("test", 3))
         examples = pl_module.test_examples
         if examples and len(examples["index"]):
             client.log_table(run_id, {"index": examples["index"].long().tolist(),

@@ -112,18 +112,8 @@ def train_one(cfg: DictConfig) -> Trained:
         best = checkpoint.best_model_path if checkpoint else ""
         parts.trainer.test(parts.module, datamodule=parts.datamodule, ckpt_path=best or None,
                            weights_only=False, verbose=False)
-    return Trained(run.metrics(), run.run_id, example=example_source(parts.datamodule))
-
-
-def example_source(datamodule) -> str | None:
-    """The first test example's source as text, as ``predict`` reads it; None for vectors."""
-    from pipeline.data.tokenize import tokenizers_from_json
-
-    test = datamodule.dataset("test")
-    if datamodule.vocabs is None or not len(test):
-        return None
-    source, _ = tokenizers_from_json(datamodule.tokenizers)
-    return source.join(datamodule.vocabs[0].decode(test[0]["src"]))
+    examples = parts.datamodule.source_texts("test", 1)
+    return Trained(run.metrics(), run.run_id, example=examples[0] if examples else None)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from pipeline.data.dataset import Batch, BucketBatchSampler, SequenceDataset, collate
 from pipeline.data.tasks import Task, make_task
 from pipeline.data.tasks.base import SPLITS
+from pipeline.data.tokenize import tokenizers_from_json
 from pipeline.data.vocab import Vocab
 from pipeline.files import load_or_rebuild, read_sealed, write_sealed
 
@@ -182,6 +183,15 @@ class Seq2SeqDataModule(L.LightningDataModule):
             entry["src"], entry["tgt"], entry.get("refs"), entry.get("ref_offsets"),
             None if baseline is None else torch.as_tensor(baseline), entry.get("texts"),
         )
+
+    def source_texts(self, split: str, n: int) -> list[str]:
+        """The first ``n`` sources of ``split`` as text, as a model's users write them (its
+        tokenizer joins the symbols); none for a vector task."""
+        vocabs, data = self.vocabs, self.dataset(split)
+        if vocabs is None:
+            return []
+        join = tokenizers_from_json(self.tokenizers)[0].join
+        return [join(vocabs[0].decode(data[i]["src"])) for i in range(min(n, len(data)))]
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """A whole split as padded (sources, targets) arrays (for dataset tracking)."""

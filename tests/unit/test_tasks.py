@@ -356,3 +356,19 @@ def test_buckets_under_ddp_shard_the_data_like_a_distributed_sampler():
     assert len(list(shards[0])) == len(list(shards[1]))
     assert set(seen[0].tolist()).isdisjoint(seen[1].tolist())
     assert sorted(torch.cat(seen).tolist()) == list(range(320))
+
+
+def test_a_splits_sources_as_text_are_what_predict_reads(tmp_path):
+    reverse = Seq2SeqDataModule(task="reverse", train_size=32, val_size=8, test_size=8, seed=1,
+                                cache_dir=str(tmp_path), min_len=1, max_len=5, vocab_size=6)
+    reverse.prepare_data()
+    reverse.setup()
+    texts = reverse.source_texts("test", 3)
+    test = reverse.dataset("test")
+    assert texts == [" ".join(reverse.vocabs[0].decode(test[i]["src"])) for i in range(3)]
+    assert len(reverse.source_texts("test", 100)) == 8
+    vectors = Seq2SeqDataModule(task="vectors", train_size=32, val_size=8, test_size=8,
+                                seed=1, cache_dir=str(tmp_path))
+    vectors.prepare_data()
+    vectors.setup()
+    assert vectors.source_texts("test", 3) == []
