@@ -31,7 +31,7 @@ from pipeline.module import Seq2SeqModule
 from pipeline.report import Report
 from pipeline.serving import load_translator
 from pipeline.tracking import registry
-from pipeline.tracking.champion import at_best
+from pipeline.tracking.champion import at_best, best_replicate
 from pipeline.tracking.sweep_report import ALPHA, Candidate, example_scores
 
 log = logging.getLogger(__name__)
@@ -156,14 +156,13 @@ class EnsembleChampion:
         client = MlflowClient(tracking_uri)
         test_metric = metric.replace("val/", "test/", 1)
         sign = 1 if mode == "max" else -1
-        scored = [r for r in members if at_best(r, metric) is not None] or members
-        best = max(scored, key=lambda r: sign * (at_best(r, metric) or 0.0))
-        own = example_scores(client, client.get_run(run_id))
-        theirs = example_scores(client, best)
+        best = best_replicate(members, metric, mode) or members[0]
+        run = client.get_run(run_id)
+        own, theirs = example_scores(client, run), example_scores(client, best)
         p = None
         if own is not None and theirs is not None and own.index.equals(theirs.index):
             p = stats.paired_permutation(own.to_numpy(), theirs.to_numpy())
-        model_uri = client.get_run(run_id).data.tags.get("model_uri")
+        model_uri = run.data.tags.get("model_uri")
         version = registry.register(tracking_uri, model_uri, experiment_name,
                                     tags={"sweep_run_id": parent_id, "run_id": run_id,
                                           "ensemble": "true"}) if model_uri else None
