@@ -22,7 +22,6 @@ import psutil
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -30,6 +29,7 @@ from pipeline.config import check, is_int, validate
 from pipeline.data.tasks import TASKS
 from pipeline.errors import ConfigError, DiskFull
 from pipeline.files import as_disk_full, disk_full
+from pipeline.tracking.handoff import in_sweep
 from pipeline.tracking.naming import override_key, task_overrides
 from pipeline.tracking.store import check_tracking_uri
 
@@ -84,9 +84,6 @@ def fill_progress_bar(cfg: DictConfig) -> None:
         with open_dict(cfg):
             cfg.trainer.enable_progress_bar = sys.stderr.isatty() and not in_sweep()
 
-
-def in_sweep() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def set_up_torch(cfg: DictConfig) -> None:
@@ -177,8 +174,7 @@ def started_by_launcher() -> bool:
 def relaunches_sweep(strategy: str) -> bool:
     """Plain ``ddp`` in a Hydra multirun with no launcher-made ranks: Lightning would
     re-launch ``python -m pipeline.train -m ...`` for each extra rank, a sweep per rank."""
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    return (strategy.startswith("ddp") and "spawn" not in strategy and multirun
+    return (strategy.startswith("ddp") and "spawn" not in strategy and in_sweep()
             and not started_by_launcher())
 
 

@@ -39,9 +39,14 @@ def write_sweep_info(sweep_dir: Path, info: SweepInfo) -> None:
     write_json(Path(sweep_dir) / PARENT_RUN_FILE, asdict(info))
 
 
+def in_sweep() -> bool:
+    """This process runs (or launches) a Hydra multirun's jobs."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def sweep_info() -> SweepInfo | None:
     """This multirun's hand-off (read in a job), or None outside a sweep."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    if not in_sweep():
         return None
     sweep_dir = Path(HydraConfig.get().sweep.dir)
     path = sweep_dir / PARENT_RUN_FILE

@@ -25,11 +25,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from pipeline.errors import ONE_LINE, ConfigError, DiskFull, Pruned
 from pipeline.files import as_disk_full, disk_full, read_json, write_json
+from pipeline.tracking.handoff import in_sweep
 from pipeline.tracking.naming import candidate_name
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class JobOutcome(AbstractContextManager):
 
     def __init__(self, cfg: DictConfig):
         self.cfg, self.metrics, self.started = cfg, None, time.time()
-        self.in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        self.in_sweep = in_sweep()
 
     @property
     def value(self) -> float:
