@@ -96,12 +96,14 @@ def with_driver(url: str) -> str:
         if url.startswith("postgresql://") else url
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> bool:
-    """Poll ``url/health`` until it answers 200, the process exits or ``timeout`` passes."""
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120,
+                 path: str = "/health") -> bool:
+    """Poll ``url`` + ``path`` (the server's health check) until it answers 200, the process
+    exits or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2) as reply:
                 if reply.status == 200:
                     return True
         except OSError:

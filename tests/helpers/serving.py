@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline.tracking.server import wait_healthy
 from tests.helpers import free_port
 
 
@@ -43,15 +43,9 @@ def served(model_uri: str, tracking_uri: str, start_timeout: float = 120
             return err.code, json.loads(err.read())
 
     try:
-        deadline = time.time() + start_timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                assert time.time() < deadline, "the model server did not start in time"
-                time.sleep(0.5)
+        assert wait_healthy(base, server, start_timeout, path="/ping"), (
+            "the model server did not start in time"
+            if server.poll() is None else server.stderr.read().decode()[-2000:])
         yield post
     finally:
         if server.poll() is None:

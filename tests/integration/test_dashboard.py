@@ -6,23 +6,19 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import optuna
 
-from pipeline.tracking.server import stop_group
+from pipeline.tracking.server import stop_group, wait_healthy
 from tests.helpers import ROOT, free_port
 from tests.integration.test_ui import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SHOTS,
     WAIT_MS,
     WAIT_S,
     assert_loopback_only,
+    browser_page,
     expect,
-    sync_playwright,
 )
 from tests.integration.test_ui import pytestmark as ui_marks
 
@@ -68,34 +64,19 @@ def test_dashboard_shows_the_study_its_trials_and_the_pruned_one(tmp_path):
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/meta", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, \
-                    (tmp_path / "dashboard.log").read_text()[-3000:]
-                time.sleep(0.5)
+        assert wait_healthy(base, proc, WAIT_S, path="/api/meta"), \
+            (tmp_path / "dashboard.log").read_text()[-3000:]
         assert_loopback_only(port)
         SHOTS.mkdir(parents=True, exist_ok=True)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                        args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 900})
-                page.set_default_timeout(WAIT_MS)
-                page.goto(f"{base}/dashboard")
-                link = page.get_by_text(study.study_name).first
-                expect(link).to_be_visible(timeout=WAIT_MS)
-                page.goto(f"{base}/dashboard/studies/{study._study_id}/trials")
-                for number in range(3):
-                    expect(page.get_by_text(f"Trial {number}").first).to_be_visible(
-                        timeout=WAIT_MS)
-                expect(page.get_by_text("Pruned").first).to_be_visible(timeout=WAIT_MS)
-                page.screenshot(path=SHOTS / "dashboard_trials.png")
-            finally:
-                browser.close()
+        with browser_page(1400, 900, init_script=None) as page:
+            page.goto(f"{base}/dashboard")
+            link = page.get_by_text(study.study_name).first
+            expect(link).to_be_visible(timeout=WAIT_MS)
+            page.goto(f"{base}/dashboard/studies/{study._study_id}/trials")
+            for number in range(3):
+                expect(page.get_by_text(f"Trial {number}").first).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_text("Pruned").first).to_be_visible(timeout=WAIT_MS)
+            page.screenshot(path=SHOTS / "dashboard_trials.png")
     finally:
         stop_group(proc, grace=10)
         log.close()

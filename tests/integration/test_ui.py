@@ -132,16 +132,17 @@ def assert_loopback_only(port: int) -> None:
 
 
 @contextlib.contextmanager
-def browser_page():
-    """A page in a fresh headless Chromium (nothing kept from earlier visits), its Assistant
-    panel kept closed."""
+def browser_page(width: int = 1600, height: int = 1000, init_script: str | None = CLOSE_ASSISTANT):
+    """A page in a fresh headless Chromium (nothing kept from earlier visits); by default
+    with the MLflow UI's Assistant panel kept closed."""
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                     args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page = browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(WAIT_MS)
-            page.add_init_script(CLOSE_ASSISTANT)
+            if init_script:
+                page.add_init_script(init_script)
             yield page
         finally:
             browser.close()
