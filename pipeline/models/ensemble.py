@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from pipeline.models.cells import State
-from pipeline.models.search import Generation, beam_search, greedy_search
 from pipeline.models.seq2seq import EncoderDecoder, Seq2SeqOutput
 
 
@@ -86,20 +85,6 @@ class Ensemble(nn.Module):
         attention = None if any(w is None for w in weights) else torch.stack(weights).mean(0)
         return torch.stack(logps).mean(0), tuple(states), attention
 
-    @torch.no_grad()
-    def generate(self, src: torch.Tensor, src_lengths: torch.Tensor | None = None,
-                 max_len: int | None = None, beam_size: int = 1,
-                 length_penalty: float = 0.0, return_attention: bool = False) -> Generation:
-        """As :meth:`EncoderDecoder.generate`, for token models."""
-        was_training = self.training
-        self.eval()
-        try:
-            max_len = max_len or self.output_length
-            if max_len is None:
-                raise ValueError("give max_len, or build the models with output_length")
-            begun = self.begin(src, src_lengths)
-            gen = (greedy_search(self, *begun, max_len) if beam_size == 1
-                   else beam_search(self, *begun, max_len, beam_size, length_penalty))
-            return gen if return_attention else gen._replace(attention=None)
-        finally:
-            self.train(was_training)
+    # EncoderDecoder's own decoding (greedy or beam search from begin(), in eval mode):
+    # the ensemble has every part of the interface it reads.
+    generate = EncoderDecoder.generate
