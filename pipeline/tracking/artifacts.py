@@ -4,11 +4,13 @@ its failure, and the system metrics monitor."""
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 import time
+import tomllib
 import traceback
 import warnings
-from importlib.metadata import distributions
+from importlib.metadata import PackageNotFoundError, distributions, requires, version
 from pathlib import Path
 
 import mlflow
@@ -20,6 +22,8 @@ from mlflow.entities import DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from omegaconf import DictConfig
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from pipeline.files import as_disk_full, disk_full
 from pipeline.tracking.naming import flatten
@@ -127,11 +131,6 @@ def project_dependencies() -> list:
     """The project's dependencies (not its extras), as ``packaging`` requirements: from the
     checkout's ``pyproject.toml`` where the package is one (an editable install's metadata is
     as old as the install), else from the installed distribution."""
-    import tomllib
-    from importlib.metadata import requires
-
-    from packaging.requirements import Requirement
-
     pyproject = PACKAGE.parent / "pyproject.toml"
     if pyproject.is_file():
         project = tomllib.loads(pyproject.read_text()).get("project", {})
@@ -145,11 +144,6 @@ def code_requirements(requirements: list[str]) -> list[str]:
     """``requirements`` for a model shipped with :data:`PACKAGE`: the project's own
     distribution replaced by its dependencies, each pinned to the version installed here (as
     declared where it is not installed) and named once."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
     out = [r for r in requirements if canonicalize_name(Requirement(r).name) != PROJECT]
     named = {canonicalize_name(Requirement(r).name) for r in out}
     for need in project_dependencies():
@@ -178,8 +172,6 @@ def log_to_run(tracking_uri: str, run_id: str, log) -> str:
     ``start_run`` would end it FINISHED; its owner closes it once everything is logged).
     The import path stays as it was: MLflow loads the model it saved to check its input
     example, which puts the saved model's ``code/`` (a temporary folder) on ``sys.path``."""
-    import sys
-
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.start_run(run_id=run_id)
     path = list(sys.path)
