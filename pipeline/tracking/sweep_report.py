@@ -380,10 +380,9 @@ def candidate_metrics(table: pd.DataFrame, metric: str) -> dict[str, float]:
     """``candidate/<rank>/<metric>/mean`` and ``.../half_width`` of every ranked candidate
     (rank 1 the best) and shown metric, where finite."""
     values = {}
-    for rank, (_, row) in enumerate(table.iterrows(), start=1):
-        for m in shown_metrics(table, metric):
-            half = (row[f"{m} ci_high"] - row[f"{m} ci_low"]) / 2
-            for name, value in (("mean", row[m]), ("half_width", half)):
+    for m in shown_metrics(table, metric):
+        for name, column in (("mean", table[m]), ("half_width", half_width(table, m))):
+            for rank, value in enumerate(column, start=1):
                 if np.isfinite(value):
                     values[f"candidate/{rank}/{m}/{name}"] = float(value)
     return values
