@@ -46,9 +46,12 @@ log = logging.getLogger(__name__)
 
 
 # What the collective communication between ranks says when a peer is gone: gloo's closed
-# connections and timeouts, NCCL's errors, the c10d store's.
+# connections and timeouts (with or without its source path), NCCL's errors, the c10d
+# store's.
 LOST_RANK_WORDS = ("gloo/transport", "Connection closed by peer", "Connection reset by peer",
-                   "NCCL error", "ProcessGroupNCCL", "DistNetworkError", "Socket Timeout")
+                   "Broken pipe", "Timed out waiting", "Operation timed out",
+                   "timeout caused pair closure", "NCCL error", "ProcessGroupNCCL",
+                   "DistNetworkError", "Socket Timeout")
 
 
 def rank_lost(err: BaseException | None, world_size: int) -> bool:

@@ -185,6 +185,9 @@ def test_lost_peers_are_told_from_a_rank_s_own_errors():
     timed_out = RuntimeError("[/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting "
                              "300000ms for recv operation to complete")
     assert rank_lost(closed, 2) and rank_lost(timed_out, 8)
+    for said in ("Timed out waiting 15000ms for send operation to complete",
+                 "Application timeout caused pair closure", "Operation timed out!"):
+        assert rank_lost(RuntimeError(said), 2), said  # gloo's words without its path
     assert rank_lost(torch.distributed.DistNetworkError("store gone"), 2)
     wrapped = ValueError("while saving")
     wrapped.__cause__ = closed
