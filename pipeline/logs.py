@@ -20,6 +20,10 @@ says why it is filtered rather than fixed:
 - MLflow's SQL store logs a database error's whole traceback before raising it: on a full
   disk the job reports it in one line instead.
 - A new MLflow store's schema migration logs some 80 lines.
+
+MLflow also prints each run's and its experiment's link on stdout when a run on a tracking
+server ends (``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT`` turns that off): the project's own
+lines give the links, opening the UI in its model-training mode.
 """
 
 from __future__ import annotations
@@ -113,6 +117,7 @@ def quiet() -> None:
     """Install the filters (idempotent); call before the libraries log."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if "mlflow" in sys.modules:  # imported first: its own console handler goes
         mlflow_logger = logging.getLogger("mlflow")
         mlflow_logger.handlers.clear()

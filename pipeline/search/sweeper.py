@@ -14,7 +14,8 @@ looks next, and retried under a new number with the same parameters (Optuna's
 ``RetryHeartbeatStaleTrialCallback``), which the resumed sweep's job continues from its checkpoint.
 Several sweepers, on one machine or many, may share a study: each asks until the study
 holds ``n_trials`` trials (finished, pruned, running or waiting; a failed one that is
-retried counts once), then waits for the others' running trials.
+retried counts once), then waits for the others' running trials. One that joins a study
+holding trials reseeds its sampler, so that it does not propose their parameters again.
 """
 
 from __future__ import annotations
@@ -187,6 +188,8 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats, stale trials
+        optuna.logging.disable_default_handler()  # its lines go where every library's go
+        optuna.logging.enable_propagation()  # (pipeline/logs.py): the job log file
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -203,6 +206,10 @@ class OptunaSweeper(Sweeper):
             direction=self.direction, load_if_exists=True)
         if parent and "mlflow_parent_run_id" not in study.user_attrs:
             study.set_user_attr("mlflow_parent_run_id", parent.run_id)
+        if study.get_trials(deepcopy=False):
+            # Joining a study that holds trials (another host's, a resumed search's): a
+            # sampler seeded as the first one was would propose the same parameters again.
+            study.sampler.reseed_rng()
         self.study, self.sweep_dir = study, sweep_dir
         self.study_id = self.storage.get_study_id_from_name(study.study_name)
         slots = self.slots()

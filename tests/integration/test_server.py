@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.tracking.server import LocalPostgres, pg_bin, stop_group, wait_healthy
+from pipeline.tracking.server import OPTUNA_DB, LocalPostgres, pg_bin, stop_group, wait_healthy
 from tests.helpers import ROOT, TINY, free_port, run_cli
 
 pytestmark = [
@@ -212,3 +212,87 @@ def test_a_champion_logged_from_a_deleted_folder_is_served_through_the_server(se
     downloaded = f"GET /api/2.0/mlflow-artifacts/artifacts/{champion.info.experiment_id}/models/"
     model_id = champion.data.tags["model_uri"].removeprefix("models:/")
     assert f"{downloaded}{model_id}/artifacts/MLmodel " in served
+
+
+def test_two_hosts_share_one_search_and_one_survives_the_other(server, tmp_path):
+    """Two sweep processes with their own working folders, one starting the search and one
+    joining it with ``sweep_id=``, against one PostgreSQL study and one server. The first is
+    killed in the middle of a trial: the second finishes the study (``n_trials`` complete),
+    retrying the killed trial from its checkpoint; every trial is a child of one parent and
+    no configuration is trained twice."""
+    import optuna
+
+    url, folder = server
+    trials, epochs = 4, 4
+    storage = LocalPostgres(folder / "postgres").url_of(OPTUNA_DB)
+    args = ["-m", "hparams_search=optuna", *TINY, "seeds=1", f"hydra.sweeper.n_trials={trials}",
+            "hydra.sweeper.pruner=none", "hydra.sweeper.heartbeat_interval=1",
+            f"trainer.max_epochs={epochs}", "data.train_size=512", f"logger.tracking_uri={url}"]
+    env = {**os.environ, "SEQ2SEQ_OPTUNA_STORAGE": storage}
+    hosts, first, second = [], tmp_path / "first", tmp_path / "second"
+
+    def start(work: Path, *more: str) -> subprocess.Popen:
+        work.mkdir()
+        with (work / "console.txt").open("w") as out:
+            hosts.append(subprocess.Popen(
+                [sys.executable, "-m", "pipeline.train", *args, *more], cwd=ROOT,
+                env={**env, "SEQ2SEQ_OUTPUT_DIR": str(work)}, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True))
+        return hosts[-1]
+
+    def until(found, what: str, timeout: float = 240):
+        deadline = time.monotonic() + timeout
+        while not (value := found()):
+            alive = all(p.poll() is None for p in hosts)
+            assert alive and time.monotonic() < deadline, f"no {what}: " + "".join(
+                (w / "console.txt").read_text()[-2000:] for w in (first, second) if w.exists())
+            time.sleep(0.1)
+        return value
+
+    client = MlflowClient(url)
+    try:
+        start(first)
+        parents = lambda: client.search_runs(  # noqa: E731
+            [e.experiment_id for e in client.search_experiments()],
+            filter_string=f"tags.role = 'sweep' and tags.sweep_dir LIKE '{first}/%'")
+        (parent,) = until(parents, "sweep parent run")
+        start(second, f"sweep_id={parent.info.run_id}")
+        until(lambda: list(second.glob("sweeps/*/*/checkpoints/last.ckpt"))
+              or list(second.glob("sweeps/*/*/job.json")), "trial on the second host")
+        mid_trial = until(lambda: [c for c in first.glob("sweeps/*/*/checkpoints/last.ckpt")
+                                   if not (c.parents[1] / "job.json").exists()],
+                          "trial in the middle of training on the first host")
+        os.killpg(hosts[0].pid, signal.SIGKILL)
+        hosts[0].wait(timeout=30)
+        assert hosts[1].wait(timeout=300) == 0, (second / "console.txt").read_text()[-4000:]
+        said = (second / "console.txt").read_text()
+        assert "View run" not in said and "[I " not in said  # MLflow's links, Optuna's lines
+    finally:
+        for proc in hosts:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    study = optuna.load_study(study_name=f"seq2seq-reverse-{parent.info.run_id}",
+                              storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == trials and states.count("FAIL") == 1, states
+    (killed,) = [t for t in study.trials if t.state.name == "FAIL"]
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert retry.params == killed.params and retry.state.name == "COMPLETE"
+
+    runs = client.search_runs([parent.info.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    children = [r for r in runs if "superseded_by" not in r.data.tags
+                and r.data.tags.get("role") != "ensemble"]
+    assert len(children) == trials and all(r.info.status == "FINISHED" for r in children)
+    assert len({r.data.tags["config_hash"] for r in children}) == trials  # none trained twice
+    by_trial = {r.data.tags["optuna_trial"]: r for r in children}
+    assert set(by_trial) == {str(t.number) for t in study.trials if t.state.name == "COMPLETE"}
+    resumed = by_trial[str(retry.number)]
+    assert resumed.data.tags["resumed_from"] == str(mid_trial[0])  # from the first host's
+    assert len(client.get_metric_history(resumed.info.run_id, "val/loss")) == epochs
+    hosts_used = {Path(r.data.tags["job_dir"]).parents[2] for r in children
+                  if r is not resumed} | {mid_trial[0].parents[4]}
+    assert hosts_used == {first, second}  # both hosts trained trials
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
