@@ -27,6 +27,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from pipeline.search import PRUNED_ATTR, TrialInfo, write_trial_info
-from pipeline.tracking.handoff import sweep_info_in
+from pipeline.tracking.handoff import sweep_info_in, write_sweep_info
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ class OptunaSweeper(Sweeper):
         # The trials this sweeper runs, by number, with their ids in `storage`: _beat
         # records their heartbeats until the study is told their results.
         self._beating: dict[int, int] = {}
+        self._told: set[int] = set()  # the trials whose results this sweeper told the study
         self._lock = threading.Lock()
         self._done = threading.Event()
 
@@ -224,6 +226,7 @@ class OptunaSweeper(Sweeper):
             self._done.set()
             beat.join()
         self._results()
+        self._hand_summary_over(sweep_dir)
 
     # The loop: keep `slots` trials in flight, each asked as soon as a slot frees.
     def _run(self, slots: int) -> None:
@@ -301,6 +304,7 @@ class OptunaSweeper(Sweeper):
     def _tell(self, trial: Trial, result: Any) -> None:
         with self._lock:
             trial_id = self._beating.pop(trial.number)
+            self._told.add(trial.number)
         try:
             self._record(trial, trial_id, result)
         except UpdateFinishedTrialError:  # another sweeper found it stale and failed it
@@ -351,6 +355,20 @@ class OptunaSweeper(Sweeper):
                     self.storage.record_heartbeat(trial_id)
                 except Exception:  # the database is busy or away: the next beat retries
                     log.debug("heartbeat of trial %d failed", number, exc_info=True)
+
+    def _hand_summary_over(self, sweep_dir: Path) -> None:
+        """Where several sweepers share the study, the one that told it its last finished
+        trial writes the sweep's summary: the others say so in the sweep's hand-off file,
+        which the sweep callback reads. One that told none (it joined a study with nothing
+        left to run, or continues a search whose last host died) writes it."""
+        finished = [t for t in self._trials() if t.state.is_finished() and t.datetime_complete]
+        if not finished or not self._told:
+            return
+        last = max(finished, key=lambda t: t.datetime_complete)
+        info = sweep_info_in(sweep_dir)
+        if last.number not in self._told and info is not None:
+            write_sweep_info(sweep_dir, replace(
+                info, summary_by=f"the sweep that finished trial {last.number}"))
 
     def _results(self) -> None:
         """``optimization_results.yaml``: the best trial's parameters and value."""

@@ -25,7 +25,8 @@ PARENT_RUN_FILE = "mlflow_parent_run.json"
 @dataclass
 class SweepInfo:
     """The parent run, the swept keys, whether it resumes an earlier sweep, how many jobs
-    it has (None where it cannot tell) and how many run side by side."""
+    it has (None where it cannot tell) and how many run side by side; at the end, where
+    another process writes the sweep's summary (several hosts sharing one search), which."""
 
     run_id: str
     experiment_id: str
@@ -33,6 +34,7 @@ class SweepInfo:
     resume: bool = False
     total: int | None = None
     parallel: int = 1
+    summary_by: str | None = None
 
 
 def write_sweep_info(sweep_dir: Path, info: SweepInfo) -> None:

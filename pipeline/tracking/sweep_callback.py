@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import DiskFull
 from pipeline.files import as_disk_full, disk_full
-from pipeline.tracking.handoff import SweepInfo, write_sweep_info
+from pipeline.tracking.handoff import SweepInfo, sweep_info_in, write_sweep_info
 from pipeline.tracking.naming import override_key, override_values
 from pipeline.tracking.outcome import failed_job_dirs
 from pipeline.tracking.store import ensure_experiment, open_store
@@ -183,8 +183,12 @@ class MLflowSweepCallback(Callback):
         from mlflow import MlflowClient
 
         client = MlflowClient(self.tracking_uri)
-        runs = child_runs(client, self.experiment_id, self.parent_id)
         sweep_dir = Path(config.hydra.sweep.dir)
+        info = sweep_info_in(sweep_dir)
+        if info is not None and info.summary_by:
+            self._leave_summary(info.summary_by, sweep_dir)
+            return
+        runs = child_runs(client, self.experiment_id, self.parent_id)
         failed = failed_job_dirs(sweep_dir) | {
             r.data.tags.get("job_dir", r.info.run_id) for r in runs
             if r.info.status != "FINISHED" and "pruned" not in r.data.tags}
@@ -205,6 +209,22 @@ class MLflowSweepCallback(Callback):
             # The sweep's exit status: Hydra turns a callback's exception into a warning but
             # lets SystemExit through, and calls on_multirun_end in reverse order, so this
             # callback (listed first in conf/hydra/default.yaml) is the last one called.
+            raise SystemExit(1)
+
+    def _leave_summary(self, summary_by: str, sweep_dir: Path) -> None:
+        """This process's jobs are done and another process writes the summary: where the
+        sweep is; exit 1 if any of this process's jobs failed."""
+        from pipeline.tracking.store import run_where
+
+        failed = failed_job_dirs(sweep_dir)
+        where = [("sweep", run_where(self.tracking_uri, self.experiment_id, self.parent_id)),
+                 ("summary", f"written by {summary_by}, in the parent run"),
+                 ("jobs", f"{len(failed)} failed here; their logs in {sweep_dir}/<job>/")]
+        if self.display is not None:
+            self.display.finish([], "", where)
+        else:
+            log.info("sweep %s: %s writes the summary", self.parent_id, summary_by)
+        if failed:
             raise SystemExit(1)
 
     def _report(self, client: MlflowClient, runs: list[Run], sweep_dir: Path,

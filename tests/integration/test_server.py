@@ -214,85 +214,145 @@ def test_a_champion_logged_from_a_deleted_folder_is_served_through_the_server(se
     assert f"{downloaded}{model_id}/artifacts/MLmodel " in served
 
 
-def test_two_hosts_share_one_search_and_one_survives_the_other(server, tmp_path):
-    """Two sweep processes with their own working folders, one starting the search and one
-    joining it with ``sweep_id=``, against one PostgreSQL study and one server. The first is
-    killed in the middle of a trial: the second finishes the study (``n_trials`` complete),
-    retrying the killed trial from its checkpoint; every trial is a child of one parent and
-    no configuration is trained twice."""
-    import optuna
+class SearchHosts:
+    """Sweep processes of one search as separate hosts would run them: each its own working
+    folder, all one PostgreSQL study (``SEQ2SEQ_OPTUNA_STORAGE``) and one server."""
 
-    url, folder = server
-    trials, epochs = 4, 4
-    storage = LocalPostgres(folder / "postgres").url_of(OPTUNA_DB)
-    args = ["-m", "hparams_search=optuna", *TINY, "seeds=1", f"hydra.sweeper.n_trials={trials}",
-            "hydra.sweeper.pruner=none", "hydra.sweeper.heartbeat_interval=1",
-            f"trainer.max_epochs={epochs}", "data.train_size=512", f"logger.tracking_uri={url}"]
-    env = {**os.environ, "SEQ2SEQ_OPTUNA_STORAGE": storage}
-    hosts, first, second = [], tmp_path / "first", tmp_path / "second"
+    def __init__(self, url: str, storage: str, *args: str):
+        self.args = ["-m", "hparams_search=optuna", *TINY, "seeds=1",
+                     "hydra.sweeper.pruner=none", "hydra.sweeper.heartbeat_interval=1",
+                     "data.train_size=512", f"logger.tracking_uri={url}", *args]
+        self.env = {**os.environ, "SEQ2SEQ_OPTUNA_STORAGE": storage}
+        self.procs: list[subprocess.Popen] = []
+        self.works: list[Path] = []
+        self.client = MlflowClient(url)
 
-    def start(work: Path, *more: str) -> subprocess.Popen:
+    def start(self, work: Path, *more: str) -> subprocess.Popen:
         work.mkdir()
         with (work / "console.txt").open("w") as out:
-            hosts.append(subprocess.Popen(
-                [sys.executable, "-m", "pipeline.train", *args, *more], cwd=ROOT,
-                env={**env, "SEQ2SEQ_OUTPUT_DIR": str(work)}, stdout=out,
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "pipeline.train", *self.args, *more], cwd=ROOT,
+                env={**self.env, "SEQ2SEQ_OUTPUT_DIR": str(work)}, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True))
-        return hosts[-1]
+        self.works.append(work)
+        return self.procs[-1]
 
-    def until(found, what: str, timeout: float = 240):
+    def console(self, i: int) -> str:
+        return (self.works[i] / "console.txt").read_text()
+
+    def until(self, found, what: str, timeout: float = 240):
         deadline = time.monotonic() + timeout
         while not (value := found()):
-            alive = all(p.poll() is None for p in hosts)
+            alive = all(p.poll() is None for p in self.procs)
             assert alive and time.monotonic() < deadline, f"no {what}: " + "".join(
-                (w / "console.txt").read_text()[-2000:] for w in (first, second) if w.exists())
+                self.console(i)[-2000:] for i in range(len(self.procs)))
             time.sleep(0.1)
         return value
 
-    client = MlflowClient(url)
-    try:
-        start(first)
-        parents = lambda: client.search_runs(  # noqa: E731
-            [e.experiment_id for e in client.search_experiments()],
-            filter_string=f"tags.role = 'sweep' and tags.sweep_dir LIKE '{first}/%'")
-        (parent,) = until(parents, "sweep parent run")
-        start(second, f"sweep_id={parent.info.run_id}")
-        until(lambda: list(second.glob("sweeps/*/*/checkpoints/last.ckpt"))
-              or list(second.glob("sweeps/*/*/job.json")), "trial on the second host")
-        mid_trial = until(lambda: [c for c in first.glob("sweeps/*/*/checkpoints/last.ckpt")
-                                   if not (c.parents[1] / "job.json").exists()],
-                          "trial in the middle of training on the first host")
-        os.killpg(hosts[0].pid, signal.SIGKILL)
-        hosts[0].wait(timeout=30)
-        assert hosts[1].wait(timeout=300) == 0, (second / "console.txt").read_text()[-4000:]
-        said = (second / "console.txt").read_text()
-        assert "View run" not in said and "[I " not in said  # MLflow's links, Optuna's lines
-    finally:
-        for proc in hosts:
+    def parent(self, work: Path):
+        """The sweep parent run that the host in ``work`` created."""
+        (parent,) = self.until(lambda: self.client.search_runs(
+            [e.experiment_id for e in self.client.search_experiments()],
+            filter_string=f"tags.role = 'sweep' and tags.sweep_dir LIKE '{work}/%'"),
+            "sweep parent run")
+        return parent
+
+    def children(self, parent) -> list:
+        runs = self.client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+        return [r for r in runs if "superseded_by" not in r.data.tags
+                and r.data.tags.get("role") != "ensemble"]
+
+    def stop(self) -> None:
+        for proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    study = optuna.load_study(study_name=f"seq2seq-reverse-{parent.info.run_id}",
-                              storage=storage)
+
+def study_of(parent, storage: str):
+    import optuna
+
+    return optuna.load_study(study_name=f"seq2seq-reverse-{parent.info.run_id}",
+                             storage=storage)
+
+
+def test_two_hosts_share_one_search_and_one_summary(server, tmp_path):
+    """Two sweep processes, the second joining the first's search with ``sweep_id=``: the
+    study's ``n_trials`` in total, each host some of them, no configuration trained twice,
+    every trial a child of one parent; the host that finished the last trial writes the
+    summary and registers the champion, the other says so and where the sweep is."""
+    url, folder = server
+    storage = LocalPostgres(folder / "postgres").url_of(OPTUNA_DB)
+    trials = 4
+    hosts = SearchHosts(url, storage, f"hydra.sweeper.n_trials={trials}",
+                        "trainer.max_epochs=3")
+    try:
+        hosts.start(tmp_path / "first")
+        parent = hosts.parent(tmp_path / "first")
+        hosts.start(tmp_path / "second", f"sweep_id={parent.info.run_id}")
+        codes = [p.wait(timeout=300) for p in hosts.procs]
+    finally:
+        hosts.stop()
+    assert codes == [0, 0], hosts.console(0)[-3000:] + hosts.console(1)[-3000:]
+    study = study_of(parent, storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * trials
+    children = hosts.children(parent)
+    assert len(children) == trials and all(r.info.status == "FINISHED" for r in children)
+    assert len({r.data.tags["config_hash"] for r in children}) == trials  # none trained twice
+    assert {Path(r.data.tags["job_dir"]).parents[2] for r in children} == set(hosts.works)
+    summaries = [list(w.glob("sweeps/*/summary.md")) for w in hosts.works]
+    assert sorted(map(len, summaries)) == [0, 1]  # one host wrote it
+    quiet = hosts.console([len(s) for s in summaries].index(0))
+    assert "summary: written by the sweep that finished trial" in quiet
+    assert f"sweep:   {parent.info.run_id}" in quiet
+    versions = hosts.client.search_model_versions("name = 'seq2seq-reverse'")
+    assert sum(v.tags.get("sweep_run_id") == parent.info.run_id for v in versions) == 1
+    assert hosts.client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+def test_a_search_host_killed_mid_trial_leaves_the_study_to_the_other(server, tmp_path):
+    """The first of two hosts sharing one search is killed in the middle of a trial: the
+    second finishes the study (``n_trials`` complete), retrying the killed trial from its
+    checkpoint, and writes the summary."""
+    url, folder = server
+    storage = LocalPostgres(folder / "postgres").url_of(OPTUNA_DB)
+    trials, epochs = 4, 4
+    hosts = SearchHosts(url, storage, f"hydra.sweeper.n_trials={trials}",
+                        f"trainer.max_epochs={epochs}")
+    first, second = tmp_path / "first", tmp_path / "second"
+    try:
+        hosts.start(first)
+        parent = hosts.parent(first)
+        hosts.start(second, f"sweep_id={parent.info.run_id}")
+        hosts.until(lambda: list(second.glob("sweeps/*/*/checkpoints/last.ckpt"))
+                    or list(second.glob("sweeps/*/*/job.json")), "trial on the second host")
+        mid_trial = hosts.until(
+            lambda: [c for c in first.glob("sweeps/*/*/checkpoints/last.ckpt")
+                     if not (c.parents[1] / "job.json").exists()],
+            "trial in the middle of training on the first host")
+        os.killpg(hosts.procs[0].pid, signal.SIGKILL)
+        hosts.procs[0].wait(timeout=30)
+        assert hosts.procs[1].wait(timeout=300) == 0, hosts.console(1)[-4000:]
+    finally:
+        hosts.stop()
+    said = hosts.console(1)
+    assert "View run" not in said and "[I " not in said  # MLflow's links, Optuna's lines
+    assert "summary:  " in said
+
+    study = study_of(parent, storage)
     states = [t.state.name for t in study.trials]
     assert states.count("COMPLETE") == trials and states.count("FAIL") == 1, states
     (killed,) = [t for t in study.trials if t.state.name == "FAIL"]
     (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
     assert retry.params == killed.params and retry.state.name == "COMPLETE"
-
-    runs = client.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    children = [r for r in runs if "superseded_by" not in r.data.tags
-                and r.data.tags.get("role") != "ensemble"]
+    children = hosts.children(parent)
     assert len(children) == trials and all(r.info.status == "FINISHED" for r in children)
     assert len({r.data.tags["config_hash"] for r in children}) == trials  # none trained twice
     by_trial = {r.data.tags["optuna_trial"]: r for r in children}
     assert set(by_trial) == {str(t.number) for t in study.trials if t.state.name == "COMPLETE"}
     resumed = by_trial[str(retry.number)]
-    assert resumed.data.tags["resumed_from"] == str(mid_trial[0])  # from the first host's
-    assert len(client.get_metric_history(resumed.info.run_id, "val/loss")) == epochs
-    hosts_used = {Path(r.data.tags["job_dir"]).parents[2] for r in children
-                  if r is not resumed} | {mid_trial[0].parents[4]}
-    assert hosts_used == {first, second}  # both hosts trained trials
-    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    assert resumed.data.tags["resumed_from"] == str(mid_trial[0])  # the first host's
+    assert len(hosts.client.get_metric_history(resumed.info.run_id, "val/loss")) == epochs
+    assert hosts.client.get_run(parent.info.run_id).info.status == "FINISHED"
