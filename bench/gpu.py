@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from mlflow import MlflowClient
 
 from bench.networks import make_batch, make_model
 from bench.table import table
@@ -79,7 +80,6 @@ def g2p_epoch(cuda_graphs: bool, epochs: int = 2) -> dict:
     """``make train ARGS="experiment=g2p trainer=gpu"`` for ``epochs`` epochs into a fresh
     store: the last epoch's seconds (train + validation) and the GPU utilisation MLflow's
     system metrics recorded."""
-    from mlflow import MlflowClient
 
     with tempfile.TemporaryDirectory() as out:
         env = {**os.environ, "SEQ2SEQ_OUTPUT_DIR": out}

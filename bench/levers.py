@@ -11,7 +11,10 @@ relative difference of the loss on the same batch.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
+import logging
 import tempfile
 from unittest import mock
 
@@ -118,9 +121,6 @@ def effects(batches: int = 40, repeats: int = 3, max_len: int = 40,
 def main(argv: list[str] | None = None) -> None:
     """``python -m bench.levers``: this section of ``make bench`` alone, one
     thread, printed as JSON."""
-    import argparse
-    import json
-    import logging
 
     parser = argparse.ArgumentParser(prog="python -m bench.levers")
     parser.add_argument("--batches", type=int, default=40)

@@ -12,9 +12,11 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from bench.networks import VARIANTS
 from bench.timing import compare
 from pipeline.build import build, settle
 from pipeline.data.dataset import padding_share
+from pipeline.models import EncoderDecoder
 from pipeline.tracking.logger import make_logger
 from pipeline.tracking.store import ensure_experiment, open_store
 
@@ -107,8 +109,6 @@ def data_and_buckets(train_size: int, repeats: int, fastest_variant: str) -> dic
     """Batches/s of the default data module against training on the same batches (the
     fastest variant, at the default size), and the padding share of plain batches and of
     length buckets."""
-    from bench.networks import VARIANTS
-    from pipeline.models import EncoderDecoder
 
     with tempfile.TemporaryDirectory() as workdir:
         cfg = default_config(workdir, [f"data.train_size={train_size}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 
@@ -126,7 +128,6 @@ def decoding(hidden: int, length: int, repeats: int, device="cpu") -> dict:
 
 def compiled_attention(hidden: int, length: int, repeats: int) -> dict:
     """``torch.compile`` of the attention step of the project's model, against eager."""
-    import time
 
     src, lengths, tgt = make_batch(length)
     model = make_model("additive", "lstm", hidden).train()

@@ -33,6 +33,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import torch
+from mlflow.tracking import MlflowClient
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "results.md"
 ACCURACY = 0.005  # absolute, on a 0-1 scale: half a point of accuracy
@@ -172,7 +175,6 @@ def verdict(figure: Figure, flag: bool | None) -> str:
 def machine() -> str:
     """The CPU as /proc/cpuinfo names it (with its bf16 and AMX flags), cores, memory, GPU,
     torch."""
-    import torch
 
     cpu, flags, memory = platform.machine(), set(), ""
     with contextlib.suppress(OSError):
@@ -204,7 +206,6 @@ def train(recipe: Recipe, output_dir: Path) -> tuple[int, float, Path]:
 def measured(recipe: Recipe, output_dir: Path, wall: float) -> dict[str, float]:
     """The newest run of ``seq2seq-<task>`` in the output directory's MLflow store: its
     metrics, its epochs (val/loss points) and the wall time of the command."""
-    from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{output_dir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(f"seq2seq-{recipe.task}")

@@ -17,6 +17,10 @@ import psutil
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from pipeline.data.tokenize import Chars, TextCodec
+from pipeline.decode import Translator
+from pipeline.models import EncoderDecoder
+
 SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 MARKER_ENV = "SEQ2SEQ_BENCH_FIRST_STEP"
 
@@ -101,9 +105,6 @@ def load_times(pairs: int, tokenizers=("chars", "bpe"), folder: Path | None = No
 def predict_rate(count: int, repeats: int) -> dict:
     """Predictions per second of a Translator (the attention model, hidden 128, characters
     both sides, untrained so every output runs to the 30-step cap), greedy and beam 5."""
-    from pipeline.data.tokenize import Chars, TextCodec
-    from pipeline.decode import Translator
-    from pipeline.models import EncoderDecoder
 
     rng = random.Random(0)
     texts = ["".join(rng.choices("abcdefghij", k=rng.randint(5, 20))) for _ in range(count)]

@@ -216,9 +216,10 @@ def build(cfg: DictConfig) -> Parts:
     """The data module (splits built or read from the cache), the LightningModule with its
     optimizer, and the Trainer with its callbacks; its logger comes with the run
     (``pipeline.tracking.run``), so building touches no store."""
-    from pipeline.checkpoints import AtomicCheckpointIO
-    from pipeline.module import Seq2SeqModule
-    from pipeline.progress_bar import progress_callbacks
+    # Lightning takes seconds to import: only once the settings are good.
+    from pipeline.checkpoints import AtomicCheckpointIO  # noqa: PLC0415
+    from pipeline.module import Seq2SeqModule  # noqa: PLC0415
+    from pipeline.progress_bar import progress_callbacks  # noqa: PLC0415
 
     with blame(cfg, "data"):
         datamodule = instantiate(cfg.data)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
 
 from pipeline.data.tokenize import TOKENIZER_FILE, TextCodec, load_tokenizers, tokenizers_json
 from pipeline.data.vocab import (
@@ -141,7 +142,6 @@ class Translator:
     @classmethod
     def load(cls, files: dict[str, str]) -> Translator:
         """The model :meth:`save` wrote (``files`` by name, ``tokenizers`` optional)."""
-        from hydra.utils import instantiate
 
         settings = json.loads(Path(files["net"]).read_text())
         net = instantiate(settings["net"], _convert_="all")

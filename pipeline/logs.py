@@ -33,6 +33,9 @@ import os
 import sys
 import warnings
 
+from pipeline.errors import DiskFull
+from pipeline.files import disk_full
+
 WARNINGS = (
     r"`\.(fit|validate|test)\(ckpt_path=None\)` was called without a model",
     r'\.(fit|validate|test)\(ckpt_path="last"\) is set, but there is no last checkpoint',
@@ -99,8 +102,6 @@ class _DropDiskFull(logging.Filter):
     it; a full disk is then reported once, in one line, by the job."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from pipeline.files import disk_full
-
         return not (record.exc_info and disk_full(record.exc_info[1]))
 
 
@@ -150,9 +151,6 @@ class JobLogFile(logging.FileHandler):
     warned = False
 
     def handleError(self, record: logging.LogRecord) -> None:
-        from pipeline.errors import DiskFull
-        from pipeline.files import disk_full
-
         err = sys.exc_info()[1]
         if not disk_full(err):
             return super().handleError(record)

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import register_configs
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 
 def registered_models(tracking_uri: str) -> str:
     """``name (aliases: a, b; versions 1-3)`` for every registered model, or ``none``."""
-    from mlflow import MlflowClient
+    # MLflow takes seconds to import: only to name what a store has.
+    from mlflow import MlflowClient  # noqa: PLC0415
 
     shown = []
     for model in MlflowClient(tracking_uri).search_registered_models():
@@ -53,8 +55,8 @@ def registered_models(tracking_uri: str) -> str:
 
 def check_model_uri(tracking_uri: str, model_uri: str) -> None:
     """A ``models:/name@alias`` or ``models:/name/version`` URI names a registered model."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from mlflow import MlflowClient  # noqa: PLC0415 - MLflow: seconds, only for a models:/ URI
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
 
     if not model_uri.startswith("models:/") or model_uri.startswith("models:/m-"):
         return
@@ -108,8 +110,6 @@ def refusal(cfg: DictConfig, key: str, texts: list[str], err: InputError) -> Con
 def leave_nothing(cfg: DictConfig) -> None:
     """After a refusal: the run folder's log file goes (its one line is on stderr), and the
     folder with it, and the output folder, where nothing else is in them."""
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return
     folder = Path(HydraConfig.get().runtime.output_dir)
@@ -131,7 +131,7 @@ register_configs()  # the resolvers conf/paths uses (abspath)
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     """Print one prediction per input."""
-    import mlflow
+    import mlflow  # noqa: PLC0415 - seconds to import: after bad settings are refused
 
     quiet()
     try:

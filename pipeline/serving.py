@@ -85,7 +85,7 @@ def log_pyfunc_model(tracking_uri: str, run_id: str, kind: str, artifacts: dict[
     (``artifacts``, by name) and the ``pipeline`` package with it; see
     :func:`artifacts.log_to_run` and :func:`artifacts.code_requirements`."""
     # Imported here: a loaded model imports this module, and needs no Lightning.
-    from pipeline.tracking.artifacts import PACKAGE, code_requirements, log_to_run
+    from pipeline.tracking.artifacts import PACKAGE, code_requirements, log_to_run  # noqa: PLC0415
 
     if kind not in MODELS:
         raise ValueError(f"no pyfunc model {kind!r}: one of {', '.join(MODELS)}")

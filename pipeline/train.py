@@ -21,6 +21,7 @@ from pipeline.errors import FATAL, Pruned
 from pipeline.logs import job_in_sweep, one_console, quiet
 from pipeline.tracking import progress
 from pipeline.tracking.outcome import JobOutcome
+from pipeline.tracking.store import run_where
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +88,13 @@ def train_one(cfg: DictConfig) -> Trained:
     its own run from its newest checkpoint. A search trial that its pruner stops
     (``pipeline/search``) raises ``Pruned`` after fit; its run ends KILLED, tagged ``pruned``.
     """
-    # Lightning and MLflow take seconds to import: only once the settings are known good.
-    import lightning as L
+    # Lightning, MLflow and Optuna take seconds to import: only once the settings are good.
+    import lightning as L  # noqa: PLC0415
 
     one_console()
-    from pipeline.search.trial import pruned_epoch
-    from pipeline.tracking import resume
-    from pipeline.tracking.run import tracked_run
+    from pipeline.search.trial import pruned_epoch  # noqa: PLC0415
+    from pipeline.tracking import resume  # noqa: PLC0415
+    from pipeline.tracking.run import tracked_run  # noqa: PLC0415
 
     previous = resume.previous_attempt(cfg)
     if resume.complete(previous):
@@ -135,7 +136,7 @@ def finish_single(cfg: DictConfig, results: list[Trained]) -> None:
     """A training outside a sweep: its models registered under the experiment's name (so
     ``models:/<experiment>/latest`` is the newest), then its test scores and where its run,
     model and the commands to use it are, on stdout."""
-    from pipeline.tracking.registry import register_run_model
+    from pipeline.tracking.registry import register_run_model  # noqa: PLC0415 - MLflow
 
     for result in results:
         if result.run_id is None:  # a rank other than 0: rank 0 owns the run and reports it
@@ -147,9 +148,7 @@ def finish_single(cfg: DictConfig, results: list[Trained]) -> None:
 
 def run_result(cfg: DictConfig, result: Trained, version) -> console.RunResult:
     """A finished training's scores and where its run, model and commands are."""
-    from mlflow import MlflowClient
-
-    from pipeline.tracking.store import run_where
+    from mlflow import MlflowClient  # noqa: PLC0415 - seconds to import: once a run ended
 
     uri = cfg.logger.tracking_uri
     run = MlflowClient(uri).get_run(result.run_id)

@@ -12,7 +12,8 @@ _LAZY = ("Batch", "DataSpec", "Seq2SeqDataModule")
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from pipeline.data import datamodule
+        # Lightning, imported only where the data module is used.
+        from pipeline.data import datamodule  # noqa: PLC0415
 
         return getattr(datamodule, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -126,8 +126,8 @@ def load_table(files: SplitFiles, header: bool, columns: tuple):
         if column not in table.column_names:
             raise DataFileError(key, path, f"no field {column!r}; the file has "
                                 f"{', '.join(map(repr, table.column_names)) or 'none'}")
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # noqa: PLC0415 - only to read text files
+    import pyarrow.compute as pc  # noqa: PLC0415
 
     return pa.table({c: pc.cast(table.column(c), pa.string()) for c in columns})
 
@@ -277,7 +277,7 @@ def quiet_datasets():
     lines of its own (its loaders log a file they cannot read, by 0-based row, at ERROR):
     what it cannot read is reported here, in one line by file line. ``SEQ2SEQ_VERBOSE=1``
     keeps its lines."""
-    import datasets
+    import datasets  # noqa: PLC0415 - seconds to import: only to read files
 
     datasets.disable_progress_bars()
     if not verbose():

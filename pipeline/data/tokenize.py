@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data.vocab import SPECIALS, UNK, Vocab
+from pipeline.errors import DamagedFile
+from pipeline.files import why_damaged
 
 TOKENIZERS = ("chars", "words", "bpe", "unigram")
 TOKENIZER_FILE = "tokenizers.json"
@@ -100,14 +102,16 @@ class Subword(Tokenizer):
     kept as ``▁`` so that joining restores the text), learnt by :meth:`fit`."""
 
     def __init__(self, kind: str, vocab_size: int = 8000, model: str | None = None):
-        from tokenizers import Tokenizer as HFTokenizer
+        # Imported only for subword tokenizers.
+        from tokenizers import Tokenizer as HFTokenizer  # noqa: PLC0415
 
         self.kind, self.vocab_size = kind, vocab_size
         self.model = None if model is None else HFTokenizer.from_str(model)
 
     def fit(self, texts, min_freq=1, max_size=None) -> Vocab:
-        from tokenizers import Tokenizer as HFTokenizer
-        from tokenizers import decoders, models, pre_tokenizers, trainers
+        # Imported only for subword tokenizers.
+        from tokenizers import Tokenizer as HFTokenizer  # noqa: PLC0415
+        from tokenizers import decoders, models, pre_tokenizers, trainers  # noqa: PLC0415
 
         size = min(self.vocab_size, max_size or self.vocab_size)
         unk = SPECIALS[UNK]
@@ -201,8 +205,6 @@ def load_tokenizers(path: Path | None) -> tuple[Tokenizer, Tokenizer]:
     without one, whitespace-separated symbols)."""
     if path is None:
         return tokenizers_from_json(None)
-    from pipeline.errors import DamagedFile
-    from pipeline.files import why_damaged
 
     try:  # a file that is not whole is named in one line (predict, serving)
         return tokenizers_from_json(json.loads(Path(path).read_text()))

@@ -7,6 +7,9 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from pipeline.errors import DamagedFile
+from pipeline.files import why_damaged
+
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 VOCAB_FILE = "vocabularies.json"
@@ -58,8 +61,6 @@ def vocabularies_json(source: Vocab, target: Vocab) -> dict:
 def load_vocabularies(path: Path) -> tuple[Vocab, Vocab]:
     """(source, target) vocabularies from a ``vocabularies.json``; a file that is not whole
     (truncated, garbage) raises :class:`pipeline.files.DamagedFile` naming it."""
-    from pipeline.errors import DamagedFile
-    from pipeline.files import why_damaged
 
     try:
         itos = json.loads(Path(path).read_text())

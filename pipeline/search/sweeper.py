@@ -46,6 +46,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from pipeline.search import PRUNED_ATTR, TrialInfo, write_trial_info
 from pipeline.tracking.handoff import sweep_info_in, write_sweep_info
+from pipeline.tracking.store import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,6 @@ def open_storage(url: str, heartbeat_interval: int | None = None,
                  grace_period: int | None = None, max_retry: int | None = None) -> RDBStorage:
     """The study's database (any SQLAlchemy URL; an SQLite file's folder is made). With a
     heartbeat, trials whose heartbeat stops are failed and retried ``max_retry`` times."""
-    # Here, not at the top: pipeline.tracking.store loads torch (pipeline.config), too slow
-    # for Hydra's plugin scan, which imports this module on every run.
-    from pipeline.tracking.store import sqlite_path
-
     path = sqlite_path(url)
     engine = {}
     if path is not None:

@@ -80,7 +80,8 @@ def log_datasets(client: MlflowClient, run_id: str, task: str, splits: dict) -> 
 
 def start_system_metrics(run_id: str, tracking_uri: str):
     """MLflow's CPU/memory (and GPU) monitor for this run: Lightning does not start it."""
-    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    # psutil and pynvml, imported only for a run.
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor  # noqa: PLC0415
 
     monitor = SystemMetricsMonitor(run_id, sampling_interval=5, tracking_uri=tracking_uri)
     monitor.start()

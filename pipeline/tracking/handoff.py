@@ -78,7 +78,7 @@ def sweep_info_in(sweep_dir: Path) -> SweepInfo | None:
 def _from_store(sweep_dir: Path) -> SweepInfo | None:
     """The hand-off of the sweep in ``sweep_dir`` as its parent run records it (tags
     ``sweep_dir``, or ``resumed_in`` for a resumed sweep; the swept keys are its params)."""
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient  # noqa: PLC0415 - MLflow: only to rebuild a damaged file
 
     hydra = HydraConfig.get()
     try:

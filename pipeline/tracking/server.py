@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
 
     if args.host not in LOOPBACK:
-        print(f"WARNING: binding to {args.host}: anyone who can reach this port can read, "
+        print(f"warning: binding to {args.host}: anyone who can reach this port can read, "
               "write and delete every run; MLflow has no authentication by default. Put it "
               "behind an authenticating proxy or add `--app-name basic-auth` (MLflow's "
               "basic-auth app).", file=sys.stderr)

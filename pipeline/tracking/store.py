@@ -13,6 +13,7 @@ each experiment's runs table is in the UI.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sqlite3
@@ -55,7 +56,8 @@ def open_store(uri: str) -> None:
             log.warning("the MLflow store %s was left half-migrated (%s) and holds no runs: "
                         "made anew", path, problem)
             path.unlink()
-        from mlflow import MlflowClient
+        # MLflow takes seconds to import: only where a store is used.
+        from mlflow import MlflowClient  # noqa: PLC0415
 
         MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates
 
@@ -67,7 +69,7 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 def ensure_experiment(uri: str, name: str, artifact_location: str | None) -> str:
     """The experiment's id, creating it (a model-training experiment, so the UI opens on
     its runs table) or restoring it if it was deleted."""
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient  # noqa: PLC0415 - MLflow: seconds, only where a store is used
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(name)
@@ -91,7 +93,8 @@ def half_migrated(path: Path) -> str | None:
     a complete store (or no file yet)."""
     if not path.exists() or path.stat().st_size == 0:
         return None
-    from mlflow.store.db.utils import _get_latest_schema_revision
+    # MLflow's SQL store, imported only for SQLite.
+    from mlflow.store.db.utils import _get_latest_schema_revision  # noqa: PLC0415
 
     with sqlite3.connect(path) as db:
         tables = _tables(db)
@@ -184,7 +187,7 @@ def run_where(tracking_uri: str, experiment_id: str, run_id: str) -> str:
 
 def experiment_links(uri: str, ui: str) -> list[str]:
     """``name: <experiment_link>`` per experiment of the store at ``uri``."""
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient  # noqa: PLC0415 - MLflow: seconds, only where a store is used
 
     return [f"{e.name}: {experiment_link(ui, e.experiment_id)}"
             for e in MlflowClient(uri).search_experiments() if e.name != "Default"]
@@ -193,7 +196,6 @@ def experiment_links(uri: str, ui: str) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """``python -m pipeline.tracking.store URI [--ui URL]``: open (create) the store; with
     ``--ui``, print where each experiment's runs are in that UI."""
-    import argparse
 
     parser = argparse.ArgumentParser(prog="python -m pipeline.tracking.store")
     parser.add_argument("uri")

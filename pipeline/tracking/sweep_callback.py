@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -27,7 +28,7 @@ from pipeline.files import as_disk_full, disk_full
 from pipeline.tracking.handoff import SweepInfo, sweep_info_in, write_sweep_info
 from pipeline.tracking.naming import override_key, override_values
 from pipeline.tracking.outcome import failed_job_dirs
-from pipeline.tracking.store import ensure_experiment, open_store
+from pipeline.tracking.store import ensure_experiment, open_store, run_where
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -53,7 +54,8 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list
 def resumable_parent(client: MlflowClient, run_id: str, experiment_id: str) -> Run:
     """The sweep parent run ``sweep_id`` names, or exit with one line saying what is wrong
     (Hydra turns a callback's exception into a warning and would sweep on regardless)."""
-    from mlflow.exceptions import MlflowException
+    # MLflow, imported only once used: Hydra makes this callback for every run.
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
 
     try:
         run = client.get_run(run_id)
@@ -70,8 +72,6 @@ def resumable_parent(client: MlflowClient, run_id: str, experiment_id: str) -> R
 def count_jobs(config: DictConfig, swept: dict[str, str]) -> int | None:
     """How many jobs the sweep runs: Optuna's trials, or the product of the number of values
     of each swept key (parsed as Hydra's basic sweeper parses them); None if unknown."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     trials = config.hydra.sweeper.get("n_trials")
     if trials:
         return int(trials)
@@ -113,7 +113,7 @@ class MLflowSweepCallback(Callback):
         return {**self.__dict__, "display": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mlflow import MlflowClient
+        from mlflow import MlflowClient  # noqa: PLC0415 - MLflow: only once a multirun starts
 
         open_store(self.tracking_uri)
         self.experiment_id = ensure_experiment(
@@ -180,7 +180,7 @@ class MLflowSweepCallback(Callback):
             self.display.stop()
         if self.parent_id is None:
             return
-        from mlflow import MlflowClient
+        from mlflow import MlflowClient  # noqa: PLC0415 - MLflow: only once a multirun starts
 
         client = MlflowClient(self.tracking_uri)
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -214,7 +214,6 @@ class MLflowSweepCallback(Callback):
     def _leave_summary(self, summary_by: str, sweep_dir: Path) -> None:
         """This process's jobs are done and another process writes the summary: where the
         sweep is; exit 1 if any of this process's jobs failed."""
-        from pipeline.tracking.store import run_where
 
         failed = failed_job_dirs(sweep_dir)
         where = [("sweep", run_where(self.tracking_uri, self.experiment_id, self.parent_id)),
@@ -231,7 +230,8 @@ class MLflowSweepCallback(Callback):
                 failed_jobs: int, min_effect: float | None = None) -> int:
         """The parent's report, then the parent closed (FAILED if any job failed). Returns
         the number of failed jobs; at least 1 where a full disk cut the report short."""
-        from pipeline.tracking import sweep_report
+        # pandas and statsmodels, imported only at a sweep's end.
+        from pipeline.tracking import sweep_report  # noqa: PLC0415
 
         try:
             result = sweep_report.report(self.tracking_uri, self.parent_id,
@@ -257,7 +257,6 @@ class MLflowSweepCallback(Callback):
     def _say_where(self, result, runs: list[Run], sweep_dir: Path, failed_jobs: int) -> None:
         """The candidates' table and where the sweep's results are (through the display),
         else one line naming the summary."""
-        from pipeline.tracking.store import run_where
 
         summary = sweep_dir / "summary.md"
         if self.display is None:

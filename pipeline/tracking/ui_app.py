@@ -101,7 +101,8 @@ def create_app(app: Flask = mlflow_app):
     add_default(app)
     # mlflow server tells an app which server runs it (its basic-auth app reads this too).
     if _MLFLOW_SGI_NAME.get() == "uvicorn":
-        from mlflow.server.fastapi_app import create_fastapi_app
+        # Imported only under uvicorn.
+        from mlflow.server.fastapi_app import create_fastapi_app  # noqa: PLC0415
 
         return create_fastapi_app(app)
     return app

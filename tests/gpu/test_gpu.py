@@ -11,7 +11,8 @@ from mlflow import MlflowClient
 from pipeline.accel import DecoderGraphs
 from pipeline.models import EncoderDecoder
 from tests.helpers import run_cli
-from tests.helpers.gpu_runs import GPU_MULTIRUN, GPU_TRAININGS
+from tests.helpers.gpu_runs import GPU_DDP, GPU_MULTIRUN, GPU_TRAININGS
+from tests.helpers.torchrun import Hosts, the_run
 
 pytestmark = pytest.mark.gpu
 
@@ -156,3 +157,30 @@ def test_a_two_job_multirun_on_the_gpu(tmp_path):
     _, runs = finished_run(tmp_path, *GPU_MULTIRUN)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
+
+
+TWO_GPUS = pytest.mark.skipif(
+    torch.cuda.device_count() < 2,
+    reason=f"DDP over NCCL needs 2 GPUs; this machine has {torch.cuda.device_count()}")
+
+
+@pytest.mark.slow
+@TWO_GPUS
+def test_ddp_on_two_gpus_trains_one_run(tmp_path):
+    """``trainer=ddp``: every GPU of the machine (here 2), one process each, NCCL; one
+    FINISHED run with world size 2."""
+    _, runs = finished_run(tmp_path, *GPU_DDP)
+    (run,) = runs
+    assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2"
+
+
+@pytest.mark.slow
+@TWO_GPUS
+def test_two_torchrun_hosts_of_one_gpu_each_train_one_run(tmp_path):
+    """Two torchrun commands as two hosts of one GPU each (``trainer=multinode``, NCCL)
+    train one model as one FINISHED run of world size 2, with GPU metrics."""
+    codes = Hosts(tmp_path, "trainer.max_epochs=2", gpus=True).start().wait()
+    assert codes == [0, 0], (tmp_path / "host0.err").read_text()[-3000:]
+    _, run = the_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2"
+    assert any(k.startswith("system/gpu") for k in run.data.metrics)

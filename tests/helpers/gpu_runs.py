@@ -14,3 +14,5 @@ GPU_TRAININGS = {
 }
 # A two-job multirun on the GPU.
 GPU_MULTIRUN = ["-m", "trainer=gpu", "debug=fast", "model.depth=1,2"]
+# DDP over NCCL on two GPUs of one machine.
+GPU_DDP = ["trainer=ddp", "trainer.devices=2", "debug=fast", "trainer.max_epochs=2"]

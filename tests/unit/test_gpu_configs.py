@@ -10,11 +10,12 @@ import pytest
 
 from bench.gpu import g2p_overrides
 from pipeline.config import validate
-from tests.helpers.gpu_runs import GPU_MULTIRUN, GPU_TRAININGS
+from tests.helpers.gpu_runs import GPU_DDP, GPU_MULTIRUN, GPU_TRAININGS
 
 COMMANDS = {
     **{f"gpu test {name}": overrides for name, overrides in GPU_TRAININGS.items()},
     "gpu test multirun": GPU_MULTIRUN,
+    "gpu test ddp": GPU_DDP,
     "bench g2p eager": g2p_overrides(cuda_graphs=False),
     "bench g2p graphs": g2p_overrides(cuda_graphs=True),
     "README one GPU": ["trainer=gpu", "trainer.precision=bf16-mixed"],

@@ -11,7 +11,7 @@ SEASON = 52
 
 def load_series():
     """The weekly series (a pandas Series), gaps filled by linear interpolation in time."""
-    from statsmodels.datasets import co2
+    from statsmodels.datasets import co2  # noqa: PLC0415 - statsmodels: only for this task
 
     series = co2.load_pandas().data["co2"]
     return series.interpolate(method="time", limit_direction="both")

