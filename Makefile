@@ -65,8 +65,9 @@ system-deps:  ## apt-get install Chromium and PostgreSQL for the browser and ser
 train: $(NEEDS)  ## Train one model with the default config (+ ARGS overrides)
 	$(PY) -m pipeline.train $(ARGS)
 
-sweep: $(NEEDS)  ## Run a sweep (SWEEP=grid|variants|optuna|lengths|g2p; SEEDS=3 replicates; JOBS=2 at once; SWEEP_ID= resumes)
+sweep: $(NEEDS)  ## Run a sweep (SWEEP=grid|variants|optuna|lengths|g2p; SEEDS=3 replicates, or auto; JOBS=2 at once; SWEEP_ID= resumes)
 	$(PY) -m pipeline.train -m hparams_search=$(SWEEP) seeds=$(SEEDS) \
+		$(if $(filter auto,$(SEEDS)),hydra/sweeper=replicates) \
 		$(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) \
 		$(if $(SWEEP_ID),sweep_id=$(SWEEP_ID)) $(ARGS)
 

@@ -237,7 +237,8 @@ def validate(cfg: DictConfig) -> None:
     check(width is None or (is_int(width) and width >= 1), "eval.bucket_width", width,
            "null (about 5 buckets) or an int >= 1")
     check(is_int(cfg.seeds) and 1 <= cfg.seeds <= MAX_SEEDS, "seeds", cfg.seeds,
-          f"an int in [1, {MAX_SEEDS}]: replicates of every configuration")
+          f"an int in [1, {MAX_SEEDS}]: replicates of every configuration; or auto in a grid "
+          "sweep with hydra/sweeper=replicates (make sweep SEEDS=auto)")
     effect = cfg.get("min_effect")
     check(effect is None or (isinstance(effect, int | float) and 0 < effect < float("inf")),
           "min_effect", effect, "null or a difference > 0 in the monitored metric's units")

@@ -35,6 +35,8 @@ class SweepInfo:
     total: int | None = None
     parallel: int = 1
     summary_by: str | None = None
+    # seeds=auto (hydra/sweeper=replicates): the pilot's seeds and the cap per candidate.
+    auto_seeds: list[int] | None = None
 
 
 def write_sweep_info(sweep_dir: Path, info: SweepInfo) -> None:

@@ -142,12 +142,15 @@ class MLflowSweepCallback(Callback):
             for key, values in swept.items():
                 client.log_param(self.parent_id, key, values)
         self.swept = list(swept)
-        self.total = count_jobs(config, swept)
+        # seeds=auto (hydra/sweeper=replicates): each job's seeds are planned as it goes.
+        auto = str(config.get("seeds")) == "auto"
+        self.total = None if auto else count_jobs(config, swept)
         # Jobs at once: joblib's n_jobs, submitit's array_parallelism, else one at a time.
         launcher = config.hydra.launcher
         at_once = launcher.get("n_jobs") or launcher.get("array_parallelism") or 1
         self.parallel = max(1, min(at_once, self.total or at_once))
-        self.seeds = int(config.get("seeds") or 1)
+        self.seeds = int(config.hydra.sweeper.get("start", 1)) if auto \
+            else int(config.get("seeds") or 1)
         try:
             write_sweep_info(sweep_dir, SweepInfo(
                 self.parent_id, self.experiment_id, self.swept, bool(resume), total=self.total,
@@ -200,7 +203,8 @@ class MLflowSweepCallback(Callback):
         failed_jobs = len(failed) + max(0, missing)
         try:
             failed_jobs = self._report(client, runs, sweep_dir, failed_jobs,
-                                       config.get("min_effect"))
+                                       config.get("min_effect"),
+                                       info.auto_seeds if info is not None else None)
         except Exception:
             if not failed_jobs:
                 raise  # Hydra turns it into a warning
@@ -227,7 +231,8 @@ class MLflowSweepCallback(Callback):
             raise SystemExit(1)
 
     def _report(self, client: MlflowClient, runs: list[Run], sweep_dir: Path,
-                failed_jobs: int, min_effect: float | None = None) -> int:
+                failed_jobs: int, min_effect: float | None = None,
+                auto_seeds: list[int] | None = None) -> int:
         """The parent's report, then the parent closed (FAILED if any job failed). Returns
         the number of failed jobs; at least 1 where a full disk cut the report short."""
         # pandas and statsmodels, imported only at a sweep's end.
@@ -236,7 +241,7 @@ class MLflowSweepCallback(Callback):
         try:
             result = sweep_report.report(self.tracking_uri, self.parent_id,
                                          self.experiment_name, runs, sweep_dir, min_effect,
-                                         self._ensembler())
+                                         self._ensembler(), auto_seeds)
             client.set_tag(self.parent_id, "failed_jobs", str(failed_jobs))
             client.set_terminated(self.parent_id, "FAILED" if failed_jobs else "FINISHED")
         except Exception as err:

@@ -462,13 +462,24 @@ class SweepResult:
         return formatted(self.table, self.metric) if len(self.table) else self.table
 
 
+def seeds_saved(auto_seeds: list[int], runs: int, candidates: int, metric: str) -> str:
+    """What ``seeds=auto`` trained, against every candidate at the cap."""
+    start, cap = auto_seeds
+    full = candidates * cap
+    return (f"seeds=auto: {start} seeds per candidate, then up to {cap} where the comparison "
+            f"with the best on {metric} was undecided and decidable: {runs} runs, against "
+            f"{candidates} x {cap} = {full} with {cap} seeds each ({full - runs} saved).")
+
+
 def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[Run],
            sweep_dir: Path, min_effect: float | None = None,
-           ensemble: Callable[..., Any] | None = None) -> SweepResult:
+           ensemble: Callable[..., Any] | None = None,
+           auto_seeds: list[int] | None = None) -> SweepResult:
     """Write and log the summary, the plots and the candidates' metrics and table, the best
     candidate's means as ``best/...``, and register the champion (see the module docstring).
     ``ensemble`` (``pipeline.ensemble.EnsembleChampion``), once the best replicate is the
     champion, ensembles the best candidates' replicates; its sentences join the summary.
+    ``auto_seeds`` ([pilot seeds, cap], ``seeds=auto``) adds what the planned seeds saved.
     """
     client = MlflowClient(tracking_uri)
     tags = runs[0].data.tags if runs else {}
@@ -494,6 +505,10 @@ def report(tracking_uri: str, parent_id: str, experiment_name: str, runs: list[R
     if outcome is not None:
         sentences += outcome.sentences
         words += "\n\n" + "\n".join(outcome.sentences)
+    if auto_seeds:
+        note = seeds_saved(auto_seeds, len(runs), len(every), metric)
+        sentences.append(note)
+        words += f"\n\n{note}"
     if pruned:
         note = (f"{len(pruned)} of {len(every)} candidates were pruned (stopped early by the "
                 "search's pruner): listed, not compared.")

@@ -425,3 +425,37 @@ def _sweep_runs_by_seed(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
     return client, parent, [r for r in runs if r is not parent]
+
+
+def test_seeds_auto_adds_the_planned_seeds_only_where_a_comparison_is_undecided(tmp_path):
+    """``seeds=auto`` (hydra/sweeper=replicates): a pilot of 3 seeds per candidate, then the
+    seeds :func:`plan_seeds` asks for from the pilot's validation scores, with the next seeds
+    (45, 46, ...), in one more round of jobs; the summary says what that saved."""
+    from pipeline.search.replicates import plan_seeds
+
+    result = run_cli("-m", *TINY, "optimizer.lr=0.003,0.0025,0.00001", "seeds=auto",
+                     "data.train_size=512", "trainer.max_epochs=3",
+                     "hydra/sweeper=replicates", "hydra.sweeper.max_seeds=8",
+                     "monitor=val/loss", "min_effect=0.12", "ensemble=false",
+                     output_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("seq2seq-reverse").experiment_id])
+    children = [r for r in runs if r.data.tags.get("role") != "sweep"]
+    seeds: dict[str, list[int]] = {}
+    pilot: dict[str, list[float]] = {}
+    for r in children:
+        name, seed = r.data.tags["candidate_name"], int(r.data.params["seed"])
+        seeds.setdefault(name, []).append(seed)
+        if seed < 45:
+            pilot.setdefault(name, []).append(r.data.metrics["best/val/loss"])
+    plan = plan_seeds(pilot, "min", max_seeds=8, min_effect=0.12)
+    assert {n: sorted(s) for n, s in seeds.items()} == {
+        n: list(range(42, 42 + plan.target[n])) for n in plan.target}
+    assert plan.added  # this setting is decidable within 8 seeds for at least one pair
+    assert len(plan.added) < len(plan.target)  # and decided from the pilot for another
+    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    assert (f"seeds=auto: 3 seeds per candidate, then up to 8 where the comparison with the "
+            f"best on val/loss was undecided and decidable: {len(children)} runs, against "
+            f"3 x 8 = 24 with 8 seeds each ({24 - len(children)} saved).") \
+        in (sweep_dir / "summary.md").read_text()
