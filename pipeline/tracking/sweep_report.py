@@ -80,11 +80,8 @@ class Candidate:
 
 
 def candidate_tags(run: Run) -> tuple[str | None, str | None]:
-    """A run's candidate hash and name: the ``candidate`` and ``candidate_name`` tags, or
-    ``cell`` and ``cell_name`` where an older store holds them."""
-    tags = run.data.tags
-    return (tags.get("candidate") or tags.get("cell"),
-            tags.get("candidate_name") or tags.get("cell_name"))
+    """A run's candidate hash and name: its ``candidate`` and ``candidate_name`` tags."""
+    return run.data.tags.get("candidate"), run.data.tags.get("candidate_name")
 
 
 def candidates_of(runs: list[Run]) -> list[Candidate]:

@@ -72,9 +72,8 @@ def test_candidates_are_scored_at_the_checkpoint_that_was_tested():
     assert candidate.values("test/seq_acc") == [0.9]
 
 
-def test_runs_group_by_candidate_and_older_stores_by_cell():
-    """Replicates share the ``candidate`` tag; runs an older version logged carry ``cell``
-    and ``cell_name`` instead and group the same way; an untagged run stands alone."""
+def test_runs_group_by_candidate():
+    """Replicates share the ``candidate`` tag; an untagged run stands alone."""
     from types import SimpleNamespace
 
     from pipeline.tracking.sweep_report import candidates_of
@@ -86,8 +85,8 @@ def test_runs_group_by_candidate_and_older_stores_by_cell():
 
     runs = [run("a", candidate="h1", candidate_name="model.depth=1"),
             run("b", candidate="h1", candidate_name="model.depth=1"),
-            run("c", cell="h2", cell_name="model.depth=2"),
-            run("d", cell="h2", cell_name="model.depth=2"),
+            run("c", candidate="h2", candidate_name="model.depth=2"),
+            run("d", candidate="h2", candidate_name="model.depth=2"),
             run("e")]
     grouped = {c.name: [r.info.run_id for r in c.runs] for c in candidates_of(runs)}
     assert grouped == {"model.depth=1": ["a", "b"], "model.depth=2": ["c", "d"], "e": ["e"]}
