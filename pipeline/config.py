@@ -69,9 +69,9 @@ class DataConfig:
     train_size: int = 10000
     val_size: int = 1000
     test_size: int = 1000
-    seed: int = 0
+    seed: int = "${data_seed}"  # the splits' seed: the top-level data_seed
     num_workers: int = 0
-    cache_dir: str | None = None
+    cache_dir: str | None = "${paths.data_dir}"  # the splits, built once (conf/paths)
     # Batches of similar length (token tasks), in random order: far less padding.
     bucket_by_length: bool = True
 
