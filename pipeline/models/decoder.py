@@ -102,9 +102,6 @@ class Source:
 class Decoder(nn.Module):
     """Decoder over an :class:`Encoded` source; see the module docstring for the wiring."""
 
-    io_dropout = 0.0  # the defaults of models pickled (logged to MLflow) before the options
-    precision = Precision.fp32
-
     def __init__(
         self,
         input: nn.Module,

@@ -57,9 +57,6 @@ class Encoder(nn.Module):
     bidirectional encoder starts at the last real token.
     """
 
-    io_dropout = 0.0  # the defaults of models pickled (logged to MLflow) before the options
-    precision = Precision.fp32
-
     def __init__(
         self,
         input: nn.Module,

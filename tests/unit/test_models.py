@@ -327,14 +327,3 @@ def test_every_parameter_gets_a_gradient(kw):
     model(src, lengths, target=tgt).outputs.sum().backward()
     unused = [name for name, p in model.named_parameters() if p.grad is None]
     assert not unused
-
-
-def test_a_model_pickled_before_io_dropout_still_decodes():
-    """Models logged to MLflow are pickles; one from before ``io_dropout`` existed has no
-    such attribute and must decode and score as before."""
-    model = make(attention="additive", peek=True)
-    src, lengths, tgt = batch()
-    expected = model(src, lengths, target=tgt).outputs
-    del model.encoder.io_dropout, model.decoder.io_dropout
-    torch.testing.assert_close(model(src, lengths, target=tgt).outputs, expected)
-    assert model.generate(src, lengths, max_len=6).sequences.shape[0] == 4
