@@ -35,13 +35,10 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from pipeline.config import MAX_BEAM
-from pipeline.data.tokenize import TextCodec, tokenizers_from_json
-from pipeline.data.vocab import VOCAB_FILE, load_vocabularies
 from pipeline.decode import Translator
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, InputError
 
 SOURCE, PREDICTION = "source", "prediction"
-LEGACY_MAX_LEN = 50  # decoding steps of a PyTorch-flavour model, which does not record it
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", SOURCE)]),
     outputs=Schema([ColSpec("string", PREDICTION)]),
@@ -107,18 +104,13 @@ def log_text_model(tracking_uri: str, run_id: str, translator: Translator,
 
 
 def load_translator(model_uri: str, max_len: int | None = None) -> Translator:
-    """A logged token model from any MLflow model URI: the pyfunc text model, or a PyTorch
-    model with its vocabularies (whitespace-separated symbols; ``max_len`` or 50 steps)."""
+    """A logged token model (the pyfunc text model) from any MLflow model URI; a vector
+    task's PyTorch model is refused (:class:`ConfigError` on ``model_uri``)."""
     local = Path(mlflow.artifacts.download_artifacts(model_uri))
-    flavors = mlflow.models.Model.load(str(local)).flavors
-    if "pytorch" not in flavors:
-        translator = mlflow.pyfunc.load_model(str(local)).unwrap_python_model().translator
-    else:
-        net = mlflow.pytorch.load_model(str(local))
-        vocabs = load_vocabularies(next(local.rglob(VOCAB_FILE)))
-        source, target = tokenizers_from_json(None)
-        translator = Translator(net, TextCodec(source, vocabs[0]), TextCodec(target, vocabs[1]),
-                                max_len or LEGACY_MAX_LEN)
+    if "pytorch" in mlflow.models.Model.load(str(local)).flavors:
+        raise ConfigError("model_uri", model_uri, "a token model (texts in, texts out); this "
+                          "is a vector task's PyTorch model: load it with mlflow.pytorch")
+    translator = mlflow.pyfunc.load_model(str(local)).unwrap_python_model().translator
     if max_len:
         translator.max_len = max_len
     return translator

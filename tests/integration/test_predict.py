@@ -70,3 +70,19 @@ def test_a_model_that_does_not_exist_lists_the_registered_ones(store):
     line = one_line(predict(store, "model_uri=models:/nope@champion", 'inputs=["1"]'))
     assert "model_uri='models:/nope@champion' is invalid" in line
     assert "tiny (aliases: champion; versions 1-1)" in line
+
+
+def test_a_vector_model_is_refused_in_one_line(tmp_path):
+    """A vector task's model (PyTorch, vectors in and out) is not a text model: one line
+    names it, exit status 2."""
+    from mlflow import MlflowClient
+
+    from tests.helpers import compose_config
+
+    cfg = compose_config(tmp_path, "data=vectors", "debug=fast")
+    train(cfg)
+    client = MlflowClient(cfg.logger.tracking_uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    uri = run.data.tags["model_uri"]
+    line = one_line(predict(tmp_path, f"model_uri={uri}", 'inputs=["1 2"]'))
+    assert f"model_uri='{uri}' is invalid: a token model (texts in, texts out)" in line
