@@ -18,10 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pipeline.data.tasks import TASKS
 from pipeline.data.tasks.files import check_settings as check_files
 from pipeline.errors import ConfigError
-from pipeline.models.attention import AttentionType
-from pipeline.models.cells import Cell, Init, Precision
-from pipeline.models.encoder import Directions
-from pipeline.models.seq2seq import DEPTH_RULE, split_depth
+from pipeline.models.seq2seq import DEPTH_RULE, Switches, split_depth
 
 # Beyond these a run would not fit in memory or time on any machine this project targets.
 MAX_SPLIT_SIZE = 10_000_000
@@ -33,30 +30,11 @@ MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 @dataclass
-class ModelConfig:
-    """The encoder-decoder's switches; see ``pipeline/models/seq2seq.py`` for their meaning."""
+class ModelConfig(Switches):
+    """The model group's schema: the encoder-decoder's switches, each declared once in
+    ``pipeline.models.seq2seq.Switches``, built by keyword."""
 
     _target_: str = "pipeline.models.EncoderDecoder"
-    cell: Cell = Cell.lstm
-    depth: Any = 1  # int, or [encoder, decoder]
-    hidden_dim: int = 128
-    embed_dim: int | None = None
-    dropout: float = 0.0
-    io_dropout: float = 0.0
-    bidirectional: bool = False
-    # How a bidirectional encoder's two directions make hidden_dim: project (each direction
-    # hidden_dim wide, concatenated, then projected) or split (each hidden_dim / 2 wide,
-    # concatenated, as OpenNMT-py's brnn).
-    directions: Directions = Directions.project
-    # What the recurrent layers compute in: fp32, or bf16 (the encoder's RNN and the
-    # input-feeding loop's matrix products; see pipeline/models/cells.py: Precision).
-    rnn_precision: Precision = Precision.fp32
-    bridge: bool = True
-    peek: bool = False
-    attention: AttentionType = AttentionType.none
-    feedback: bool = True
-    teacher_forcing: float = 1.0
-    init: Init = Init.keras  # how the RNNs start: as Keras' layers, or PyTorch's defaults
 
 
 @dataclass

@@ -31,13 +31,15 @@ which the RepeatVector model barely learns at depth 2 or more.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from pipeline.models.cells import Init, State, keras_init
+from pipeline.models.attention import AttentionType
+from pipeline.models.cells import Cell, Init, Precision, State, keras_init
 from pipeline.models.decoder import Decoder, Source
-from pipeline.models.encoder import Encoded, Encoder
+from pipeline.models.encoder import Directions, Encoded, Encoder
 from pipeline.models.search import Generation, beam_search, greedy_search
 
 KINDS = ("tokens", "vectors")
@@ -45,6 +47,34 @@ KINDS = ("tokens", "vectors")
 MAX_DEPTH = 64
 DEPTH_RULE = (f"an int >= 1, or an [encoder, decoder] pair such as [2, 3] (layers "
               f"<= {MAX_DEPTH})")
+
+
+@dataclass
+class Switches:
+    """The model's settings (the module docstring), each declared once, here: its name, type
+    and default. The model group's typed config extends it (``pipeline/config.py``), which
+    ``conf/model/*.yaml`` fill in; :class:`EncoderDecoder` takes them by keyword."""
+
+    cell: Cell = Cell.lstm
+    depth: Any = 1  # int, or [encoder, decoder]
+    hidden_dim: int = 128
+    embed_dim: int | None = None  # null: hidden_dim
+    dropout: float = 0.0
+    io_dropout: float = 0.0
+    bidirectional: bool = False
+    # How a bidirectional encoder's two directions make hidden_dim: project (each direction
+    # hidden_dim wide, concatenated, then projected) or split (each hidden_dim / 2 wide,
+    # concatenated, as OpenNMT-py's brnn).
+    directions: Directions = Directions.project
+    # What the recurrent layers compute in: fp32, or bf16 (the encoder's RNN and the
+    # input-feeding loop's matrix products; see cells.Precision).
+    rnn_precision: Precision = Precision.fp32
+    bridge: bool = True
+    peek: bool = False
+    attention: AttentionType = AttentionType.none
+    feedback: bool = True
+    teacher_forcing: float = 1.0
+    init: Init = Init.keras  # how the RNNs start: as Keras' layers, or PyTorch's defaults
 
 
 @dataclass
@@ -74,61 +104,41 @@ class EncoderDecoder(nn.Module):
     """One encoder-decoder implementing every switch (the module docstring; the README's
     "The models")."""
 
-    def __init__(
-        self,
-        kind: str = "tokens",
-        input_dim: int = 16,
-        output_dim: int = 16,
-        hidden_dim: int = 128,
-        embed_dim: int | None = None,
-        depth: int | list[int] | tuple[int, int] = 1,
-        cell: str = "lstm",
-        dropout: float = 0.0,
-        io_dropout: float = 0.0,
-        bidirectional: bool = False,
-        directions: str = "project",
-        rnn_precision: str = "fp32",
-        bridge: bool = True,
-        peek: bool = False,
-        attention: str = "none",
-        feedback: bool = True,
-        teacher_forcing: float = 1.0,
-        output_length: int | None = None,
-        pad_id: int = 0,
-        bos_id: int = 1,
-        eos_id: int = 2,
-        fast: bool = True,
-        init: str | Init = Init.keras,
-    ):
+    def __init__(self, kind: str = "tokens", input_dim: int = 16, output_dim: int = 16,
+                 output_length: int | None = None, pad_id: int = 0, bos_id: int = 1,
+                 eos_id: int = 2, fast: bool = True, **switches: Any):
+        """``kind`` and the sizes come from the data; ``switches`` are :class:`Switches`'
+        (an unknown one is a TypeError naming it)."""
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        enc_depth, dec_depth = split_depth(depth)
-        embed_dim = embed_dim or hidden_dim
+        s = Switches(**switches)
+        enc_depth, dec_depth = split_depth(s.depth)
+        embed_dim = s.embed_dim or s.hidden_dim
         self.kind = kind
         self.output_dim = output_dim
-        self.hidden_dim = hidden_dim
-        self.bridge = bridge
-        self.teacher_forcing = teacher_forcing
+        self.hidden_dim = s.hidden_dim
+        self.bridge = s.bridge
+        self.teacher_forcing = s.teacher_forcing
         self.output_length = output_length
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
         # The encoder's final state is read by the bridge and as the fixed context (peek
         # without attention, RepeatVector), its outputs by attention: each part is built
         # only where it is read, so no parameter goes unused (DDP requires it).
-        final_state = bridge or not feedback or (peek and attention == "none")
+        final_state = s.bridge or not s.feedback or (s.peek and s.attention == "none")
         self.encoder = Encoder(
-            self._input_layer(input_dim, embed_dim), embed_dim, hidden_dim, enc_depth,
-            cell=cell, bidirectional=bidirectional, dropout=dropout, final_state=final_state,
-            outputs=attention != "none", io_dropout=io_dropout, directions=directions,
-            precision=rnn_precision,
+            self._input_layer(input_dim, embed_dim), embed_dim, s.hidden_dim, enc_depth,
+            cell=s.cell, bidirectional=s.bidirectional, dropout=s.dropout,
+            final_state=final_state, outputs=s.attention != "none", io_dropout=s.io_dropout,
+            directions=s.directions, precision=s.rnn_precision,
         )
         self.decoder = Decoder(
-            self._input_layer(output_dim, embed_dim), output_dim, embed_dim, hidden_dim,
-            dec_depth, cell=cell, dropout=dropout, peek=peek, attention=attention,
-            feedback=feedback, fast=fast, io_dropout=io_dropout, precision=rnn_precision,
+            self._input_layer(output_dim, embed_dim), output_dim, embed_dim, s.hidden_dim,
+            dec_depth, cell=s.cell, dropout=s.dropout, peek=s.peek, attention=s.attention,
+            feedback=s.feedback, fast=fast, io_dropout=s.io_dropout, precision=s.rnn_precision,
         )
         self.dec_depth = dec_depth
-        if Init(init) is Init.keras:
+        if Init(s.init) is Init.keras:
             keras_init(self.encoder.rnn)
             keras_init(self.decoder.rnn)
             if self.decoder.repeat is not None:  # the RepeatVector Dense(hidden, relu): Keras' own
