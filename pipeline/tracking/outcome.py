@@ -86,7 +86,7 @@ class JobOutcome(AbstractContextManager):
                 "job": HydraConfig.get().job.num, "status": status, "metric": metric,
                 "value": None if math.isnan(self.value) else self.value, "seconds": seconds,
                 "error": error, "candidate": candidate_name(self.cfg),
-                "replicates": int(self.cfg.get("seeds") or 1)})
+                "replicates": self.cfg.seeds if isinstance(self.cfg.get("seeds"), int) else 1})
         except DiskFull as full:
             log.error("%s (the job's record; the sweep counts its run instead)", full)
             return False

@@ -83,6 +83,26 @@ def count_jobs(config: DictConfig, swept: dict[str, str]) -> int | None:
         return None
 
 
+# What hydra/sweeper=replicates (pipeline/search/replicates.py) is configured with.
+REPLICATES_KEYS = {"_target_", "start", "max_seeds", "params"}
+
+
+def check_auto_seeds(config: DictConfig) -> None:
+    """``seeds=auto`` only in a grid sweep of the replicates sweeper: else one line and exit
+    status 2, before anything is created (an Optuna search's settings merged into that
+    sweeper would fail it once the parent run exists; another sweeper's jobs would each
+    refuse the value)."""
+    if str(config.get("seeds")) != "auto":
+        return
+    sweeper = config.hydra.sweeper
+    if not str(sweeper.get("_target_", "")).endswith("ReplicatesSweeper") \
+            or set(sweeper) - REPLICATES_KEYS:
+        log.error("seeds='auto' is invalid with this sweeper: auto plans the seeds of a "
+                  "grid sweep with hydra/sweeper=replicates (make sweep SEEDS=auto); an "
+                  "Optuna search takes seeds=N")
+        raise SystemExit(2)
+
+
 class MLflowSweepCallback(Callback):
     """See the module docstring. Hydra makes it for every run, sweep or not: MLflow is only
     imported once a multirun starts."""
@@ -113,6 +133,7 @@ class MLflowSweepCallback(Callback):
         return {**self.__dict__, "display": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_auto_seeds(config)
         from mlflow import MlflowClient  # noqa: PLC0415 - MLflow: only once a multirun starts
 
         open_store(self.tracking_uri)

@@ -61,3 +61,26 @@ def test_seeds_auto_outside_the_replicates_sweeper_is_refused(compose_cfg):
     with pytest.raises(ConfigError, match="or auto in a grid sweep with "
                                           "hydra/sweeper=replicates"):
         validate(compose_cfg("seeds=auto"))
+
+
+@pytest.mark.parametrize("sweeper, refused", [
+    ({"_target_": "hydra_plugins.seq2seq_sweeper.replicates_sweeper.ReplicatesSweeper",
+      "start": 3, "max_seeds": 10, "params": None}, False),
+    ({"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+      "max_batch_size": None, "params": None}, True),
+    ({"_target_": "hydra_plugins.seq2seq_sweeper.replicates_sweeper.ReplicatesSweeper",
+      "start": 3, "max_seeds": 10, "params": None, "sampler": {}}, True),  # Optuna's merged
+])
+def test_seeds_auto_is_refused_before_a_sweep_that_cannot_plan_it(sweeper, refused):
+    from omegaconf import OmegaConf
+
+    from pipeline.tracking.sweep_callback import check_auto_seeds
+
+    config = OmegaConf.create({"seeds": "auto", "hydra": {"sweeper": sweeper}})
+    if refused:
+        with pytest.raises(SystemExit) as stop:
+            check_auto_seeds(config)
+        assert stop.value.code == 2
+    else:
+        check_auto_seeds(config)
+    check_auto_seeds(OmegaConf.create({"seeds": 3, "hydra": {"sweeper": sweeper}}))
