@@ -163,7 +163,7 @@ class MLflowSweepCallback(Callback):
             for key, values in swept.items():
                 client.log_param(self.parent_id, key, values)
         self.swept = list(swept)
-        # seeds=auto (hydra/sweeper=replicates): each job's seeds are planned as it goes.
+        # seeds=auto (hydra/sweeper=replicates): how many runs is known only after the pilot.
         auto = str(config.get("seeds")) == "auto"
         self.total = None if auto else count_jobs(config, swept)
         # Jobs at once: joblib's n_jobs, submitit's array_parallelism, else one at a time.
@@ -239,7 +239,6 @@ class MLflowSweepCallback(Callback):
     def _leave_summary(self, summary_by: str, sweep_dir: Path) -> None:
         """This process's jobs are done and another process writes the summary: where the
         sweep is; exit 1 if any of this process's jobs failed."""
-
         failed = failed_job_dirs(sweep_dir)
         where = [("sweep", run_where(self.tracking_uri, self.experiment_id, self.parent_id)),
                  ("summary", f"written by {summary_by}, in the parent run"),
