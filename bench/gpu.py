@@ -80,7 +80,6 @@ def g2p_epoch(cuda_graphs: bool, epochs: int = 2) -> dict:
     """``make train ARGS="experiment=g2p trainer=gpu"`` for ``epochs`` epochs into a fresh
     store: the last epoch's seconds (train + validation) and the GPU utilisation MLflow's
     system metrics recorded."""
-
     with tempfile.TemporaryDirectory() as out:
         env = {**os.environ, "SEQ2SEQ_OUTPUT_DIR": out}
         cmd = [sys.executable, "-m", "pipeline.train", *g2p_overrides(cuda_graphs, epochs)]

@@ -121,7 +121,6 @@ def effects(batches: int = 40, repeats: int = 3, max_len: int = 40,
 def main(argv: list[str] | None = None) -> None:
     """``python -m bench.levers``: this section of ``make bench`` alone, one
     thread, printed as JSON."""
-
     parser = argparse.ArgumentParser(prog="python -m bench.levers")
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)

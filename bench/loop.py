@@ -109,7 +109,6 @@ def data_and_buckets(train_size: int, repeats: int, fastest_variant: str) -> dic
     """Batches/s of the default data module against training on the same batches (the
     fastest variant, at the default size), and the padding share of plain batches and of
     length buckets."""
-
     with tempfile.TemporaryDirectory() as workdir:
         cfg = default_config(workdir, [f"data.train_size={train_size}",
                                        f"data.cache_dir={workdir}/data"])

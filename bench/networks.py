@@ -128,7 +128,6 @@ def decoding(hidden: int, length: int, repeats: int, device="cpu") -> dict:
 
 def compiled_attention(hidden: int, length: int, repeats: int) -> dict:
     """``torch.compile`` of the attention step of the project's model, against eager."""
-
     src, lengths, tgt = make_batch(length)
     model = make_model("additive", "lstm", hidden).train()
     attention = model.decoder.attention

@@ -113,7 +113,6 @@ def call(cmd: list[str], env: dict | None = None) -> str:
 
 def export(folder: Path, max_len: int, train_size: int) -> dict[str, Path]:
     """The reverse task's splits (as the project builds them) as text files."""
-
     dm = Seq2SeqDataModule("reverse", train_size=train_size, val_size=500, test_size=1000,
                            seed=42, vocab_size=10, min_len=1, max_len=max_len)
     dm.prepare_data()

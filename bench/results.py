@@ -175,7 +175,6 @@ def verdict(figure: Figure, flag: bool | None) -> str:
 def machine() -> str:
     """The CPU as /proc/cpuinfo names it (with its bf16 and AMX flags), cores, memory, GPU,
     torch."""
-
     cpu, flags, memory = platform.machine(), set(), ""
     with contextlib.suppress(OSError):
         info = Path("/proc/cpuinfo").read_text()
@@ -206,7 +205,6 @@ def train(recipe: Recipe, output_dir: Path) -> tuple[int, float, Path]:
 def measured(recipe: Recipe, output_dir: Path, wall: float) -> dict[str, float]:
     """The newest run of ``seq2seq-<task>`` in the output directory's MLflow store: its
     metrics, its epochs (val/loss points) and the wall time of the command."""
-
     client = MlflowClient(f"sqlite:///{output_dir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(f"seq2seq-{recipe.task}")
     if experiment is None:

@@ -105,7 +105,6 @@ def load_times(pairs: int, tokenizers=("chars", "bpe"), folder: Path | None = No
 def predict_rate(count: int, repeats: int) -> dict:
     """Predictions per second of a Translator (the attention model, hidden 128, characters
     both sides, untrained so every output runs to the 30-step cap), greedy and beam 5."""
-
     rng = random.Random(0)
     texts = ["".join(rng.choices("abcdefghij", k=rng.randint(5, 20))) for _ in range(count)]
     tok = Chars()

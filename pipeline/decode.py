@@ -142,7 +142,6 @@ class Translator:
     @classmethod
     def load(cls, files: dict[str, str]) -> Translator:
         """The model :meth:`save` wrote (``files`` by name, ``tokenizers`` optional)."""
-
         settings = json.loads(Path(files["net"]).read_text())
         net = instantiate(settings["net"], _convert_="all")
         net.load_state_dict(torch.load(files["weights"], map_location="cpu", weights_only=True))

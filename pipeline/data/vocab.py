@@ -61,7 +61,6 @@ def vocabularies_json(source: Vocab, target: Vocab) -> dict:
 def load_vocabularies(path: Path) -> tuple[Vocab, Vocab]:
     """(source, target) vocabularies from a ``vocabularies.json``; a file that is not whole
     (truncated, garbage) raises :class:`pipeline.files.DamagedFile` naming it."""
-
     try:
         itos = json.loads(Path(path).read_text())
         return Vocab.from_itos(itos["source"]), Vocab.from_itos(itos["target"])
