@@ -27,8 +27,19 @@ POWER = 0.8
 SEEDS_CAP = 1000
 
 
+class Interval:
+    """A confidence interval ``low`` .. ``high`` (fields of the dataclasses below)."""
+
+    low: float
+    high: float
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+
 @dataclass(frozen=True)
-class Summary:
+class Summary(Interval):
     """n values: their mean, sample standard deviation and confidence interval."""
 
     n: int
@@ -36,10 +47,6 @@ class Summary:
     std: float
     low: float
     high: float
-
-    @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2
 
 
 def summarise(values, confidence: float = CONFIDENCE) -> Summary:
@@ -60,17 +67,13 @@ def summarise(values, confidence: float = CONFIDENCE) -> Summary:
 
 
 @dataclass(frozen=True)
-class Difference:
+class Difference(Interval):
     """mean(a) - mean(b), its confidence interval and Welch's two-sided p-value."""
 
     diff: float
     low: float
     high: float
     p: float
-
-    @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2
 
 
 def welch(a, b, confidence: float = CONFIDENCE) -> Difference:

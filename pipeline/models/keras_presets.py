@@ -18,6 +18,8 @@ here; pass the state yourself if you need it); ``inner_broadcast_state=False`` i
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 import torch
 from torch import nn
 
@@ -53,35 +55,37 @@ class KerasPresetModel(nn.Module):
         return self.net.generate(x, **kwargs)
 
 
-def _input_shape(input_dim, input_length, input_shape, batch_input_shape, batch_size):
-    if batch_input_shape is not None:
-        batch_size, input_length, dim = batch_input_shape
-        input_dim = input_dim or dim
-    if input_shape is not None:
-        input_length, dim = input_shape
-        input_dim = input_dim or dim
+class KerasArgs(TypedDict, total=False):
+    """The Keras library's input and layer arguments (their meaning here: the module's
+    docstring)."""
+
+    input_dim: int
+    input_length: int
+    input_shape: tuple[int, int]
+    batch_input_shape: tuple[int, int, int]
+    batch_size: int
+    unroll: bool
+    stateful: bool
+
+
+def _input_shape(keras: KerasArgs) -> tuple[int, int | None]:
+    unknown = set(keras) - set(KerasArgs.__annotations__)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    input_dim, input_length = keras.get("input_dim"), keras.get("input_length")
+    for shape in (keras.get("batch_input_shape"), keras.get("input_shape")):
+        if shape is not None:
+            input_length, dim = shape[-2:]
+            input_dim = input_dim or dim
     if input_dim is None:
         raise ValueError("give input_dim, input_shape=(length, dim) or batch_input_shape")
     return input_dim, input_length
 
 
-def _build(
-    *,
-    output_dim: int,
-    output_length: int,
-    hidden_dim: int | None,
-    input_dim: int | None,
-    input_length: int | None,
-    input_shape,
-    batch_input_shape,
-    batch_size,
-    unroll: bool,
-    stateful: bool,
-    inner_broadcast_state: bool,
-    teacher_force: bool,
-    **switches,
-) -> KerasPresetModel:
-    if stateful:
+def _build(keras: KerasArgs, *, hidden_dim: int | None, output_dim: int,
+           inner_broadcast_state: bool = True, teacher_force: bool = False,
+           **switches) -> KerasPresetModel:
+    if keras.get("stateful"):
         raise ValueError(
             "stateful=True is not supported: carrying RNN state across batches silently "
             "couples unrelated sequences; pass the state explicitly if you need it"
@@ -91,16 +95,12 @@ def _build(
             "inner_broadcast_state=False is not supported: the bridge initialises every "
             "decoder layer (use broadcast_state=False for no bridge at all)"
         )
-    del unroll, batch_size  # no meaning in PyTorch (see module docstring)
-    input_dim, input_length = _input_shape(
-        input_dim, input_length, input_shape, batch_input_shape, None
-    )
+    input_dim, input_length = _input_shape(keras)  # unroll, batch_size: no meaning here
     net = EncoderDecoder(
         kind="vectors",
         input_dim=input_dim,
         output_dim=output_dim,
         hidden_dim=hidden_dim or output_dim,
-        output_length=output_length,
         teacher_forcing=1.0 if teacher_force else 0.0,
         **switches,
     )
@@ -114,25 +114,15 @@ def SimpleSeq2Seq(  # noqa: N802 - the Keras library's class name
     depth: int | tuple[int, int] = 1,
     dropout: float = 0.0,
     cell: str = "lstm",
-    input_dim: int | None = None,
-    input_length: int | None = None,
-    input_shape=None,
-    batch_input_shape=None,
-    batch_size=None,
-    unroll: bool = False,
-    stateful: bool = False,
+    **keras: Unpack[KerasArgs],
 ) -> KerasPresetModel:
     """Encoder summary -> Dense(hidden, relu) -> repeated at every step -> decoder -> linear.
 
     No state handed to the decoder, no feedback of outputs (the library's first model).
     """
-    return _build(
-        output_dim=output_dim, output_length=output_length, hidden_dim=hidden_dim,
-        input_dim=input_dim, input_length=input_length, input_shape=input_shape,
-        batch_input_shape=batch_input_shape, batch_size=batch_size, unroll=unroll,
-        stateful=stateful, inner_broadcast_state=True, teacher_force=False,
-        depth=depth, dropout=dropout, cell=cell, bridge=False, feedback=False,
-    )
+    return _build(keras, output_dim=output_dim, output_length=output_length,
+                  hidden_dim=hidden_dim, depth=depth, dropout=dropout, cell=cell,
+                  bridge=False, feedback=False)
 
 
 def Seq2Seq(  # noqa: N802
@@ -147,23 +137,13 @@ def Seq2Seq(  # noqa: N802
     inner_broadcast_state: bool = True,
     teacher_force: bool = False,
     cell: str = "lstm",
-    input_dim: int | None = None,
-    input_length: int | None = None,
-    input_shape=None,
-    batch_input_shape=None,
-    batch_size=None,
-    unroll: bool = False,
-    stateful: bool = False,
+    **keras: Unpack[KerasArgs],
 ) -> KerasPresetModel:
     """Sutskever et al. 2014: bridge + feedback; ``peek=True`` is Cho et al. 2014."""
-    return _build(
-        output_dim=output_dim, output_length=output_length, hidden_dim=hidden_dim,
-        input_dim=input_dim, input_length=input_length, input_shape=input_shape,
-        batch_input_shape=batch_input_shape, batch_size=batch_size, unroll=unroll,
-        stateful=stateful, inner_broadcast_state=inner_broadcast_state,
-        teacher_force=teacher_force, depth=depth, peek=peek, dropout=dropout,
-        bidirectional=bidirectional, bridge=broadcast_state, cell=cell,
-    )
+    return _build(keras, output_dim=output_dim, output_length=output_length,
+                  hidden_dim=hidden_dim, inner_broadcast_state=inner_broadcast_state,
+                  teacher_force=teacher_force, depth=depth, peek=peek, dropout=dropout,
+                  bidirectional=bidirectional, bridge=broadcast_state, cell=cell)
 
 
 def AttentionSeq2Seq(  # noqa: N802
@@ -177,26 +157,16 @@ def AttentionSeq2Seq(  # noqa: N802
     teacher_force: bool = False,
     attention: str = "additive",
     cell: str = "lstm",
-    input_dim: int | None = None,
-    input_length: int | None = None,
-    input_shape=None,
-    batch_input_shape=None,
-    batch_size=None,
-    unroll: bool = False,
-    stateful: bool = False,
+    **keras: Unpack[KerasArgs],
 ) -> KerasPresetModel:
     """Bahdanau et al. 2014: bidirectional encoder, attention context fed into every step.
 
     As in the Keras library no state is handed from encoder to decoder (``broadcast_state=False``).
     """
-    return _build(
-        output_dim=output_dim, output_length=output_length, hidden_dim=hidden_dim,
-        input_dim=input_dim, input_length=input_length, input_shape=input_shape,
-        batch_input_shape=batch_input_shape, batch_size=batch_size, unroll=unroll,
-        stateful=stateful, inner_broadcast_state=True, teacher_force=teacher_force,
-        depth=depth, dropout=dropout, bidirectional=bidirectional, bridge=broadcast_state,
-        peek=True, attention=attention, cell=cell,
-    )
+    return _build(keras, output_dim=output_dim, output_length=output_length,
+                  hidden_dim=hidden_dim, teacher_force=teacher_force, depth=depth,
+                  dropout=dropout, bidirectional=bidirectional, bridge=broadcast_state,
+                  peek=True, attention=attention, cell=cell)
 
 
 def build_model(input_size: int, max_out_seq_len: int, hidden_size: int, cell: str = "lstm"):

@@ -89,3 +89,5 @@ def test_keras_only_arguments():
         Seq2Seq(output_length=8, output_dim=8)
     with pytest.raises(ValueError, match="input_length=7"):
         AttentionSeq2Seq(input_length=7, **kw)(torch.randn(2, 9, 5))
+    with pytest.raises(TypeError, match="input_dims"):  # a misspelt Keras argument
+        SimpleSeq2Seq(input_dims=5, output_length=8, output_dim=8)
