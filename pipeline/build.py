@@ -28,7 +28,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pipeline.config import check, is_int, validate
 from pipeline.data.tasks import TASKS
 from pipeline.errors import ConfigError, DiskFull
-from pipeline.files import as_disk_full, disk_full
 from pipeline.tracking.handoff import in_sweep
 from pipeline.tracking.naming import override_key, task_overrides
 from pipeline.tracking.store import check_tracking_uri
@@ -266,11 +265,11 @@ def blame(cfg: DictConfig, *groups: str) -> Iterator[None]:
     group's own choice."""
     try:
         yield
-    except (ConfigError, DiskFull):
+    except ConfigError:
         raise
     except Exception as err:
-        if disk_full(err):  # the disk's fault, not the setting's
-            raise as_disk_full(err) from err
+        if DiskFull.of(err):  # the disk's fault, not the setting's: the job's outcome says so
+            raise
         words = library_words(err)
         keys = [k for k in (override_key(o) for o in task_overrides())
                 if any(k == g or k.startswith(f"{g}.") for g in groups)] or [groups[0]]

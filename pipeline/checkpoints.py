@@ -24,7 +24,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import OnExceptionCheckpoint as _OnExceptionCheckpoint
 
 from pipeline.errors import DiskFull
-from pipeline.files import disk_full, set_aside, why_damaged, write_bytes
+from pipeline.files import set_aside, why_damaged, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class OnExceptionCheckpoint(_OnExceptionCheckpoint):
     last the strategy's whole timeout, then raise)."""
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if disk_full(exception):
+        if DiskFull.of(exception):
             log.warning("the disk is full: %s not written; a resumed run continues from the "
                         "newest checkpoint that loads", self.ckpt_path)
             return
@@ -60,8 +60,6 @@ class OnExceptionCheckpoint(_OnExceptionCheckpoint):
             else:  # what Trainer.save_checkpoint does, without its closing barrier
                 checkpoint = trainer._checkpoint_connector.dump_checkpoint()
                 trainer.strategy.save_checkpoint(checkpoint, self.ckpt_path)  # rank 0 writes
-        except DiskFull as err:
-            log.warning("%s; a resumed run continues from the newest checkpoint that loads", err)
         except Exception as err:
             log.warning("%s not written (%s: %s); a resumed run continues from the newest "
                         "checkpoint that loads", self.ckpt_path, type(err).__name__, err)

@@ -38,6 +38,8 @@ class DataFileError(ConfigError):
 
 
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How libraries that drop the errno say it (SQLite through SQLAlchemy, MLflow's server).
+FULL_WORDS = ("no space left on device", "disk quota exceeded", "database or disk is full")
 
 
 def causes(err: BaseException | None):
@@ -50,7 +52,9 @@ def causes(err: BaseException | None):
 
 
 class DiskFull(RuntimeError):
-    """A write failed because the disk (or a quota) is full; ``where`` is what it wrote."""
+    """A write failed because the disk (or a quota) is full; ``where`` is what it wrote.
+
+    :meth:`of` is the one rule for what counts as a full disk and how it is named."""
 
     def __init__(self, where: str | os.PathLike, cause: BaseException | None = None):
         self.where = str(where)
@@ -60,6 +64,26 @@ class DiskFull(RuntimeError):
                 reason = os.strerror(err.errno)
                 break
         super().__init__(f"the disk is full ({reason}): could not write {self.where}")
+
+    @classmethod
+    def of(cls, err: BaseException | None, where: str | os.PathLike | None = None,
+           store: str | None = None) -> DiskFull | None:
+        """None unless ``err`` (or an error it was raised from) says the disk or a quota is
+        full (``ENOSPC``, ``EDQUOT``, SQLite's "database or disk is full"); else the
+        :class:`DiskFull` naming where: the one in the chain, the file the error names, the
+        tracking ``store`` for a database error, else ``where``."""
+        chain = list(causes(err))
+        said = [str(e).lower() for e in chain]
+        for e in chain:
+            if isinstance(e, DiskFull):
+                return e
+        if not any(isinstance(e, OSError) and e.errno in FULL_ERRNOS for e in chain) \
+                and not any(words in text for text in said for words in FULL_WORDS):
+            return None
+        if store and any("database or disk is full" in text for text in said):
+            return cls(f"the tracking store {store}", err)
+        named = next((e.filename for e in chain if isinstance(e, OSError) and e.filename), None)
+        return cls(named or where or "a file", err)
 
 
 class DamagedFile(ValueError):

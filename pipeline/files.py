@@ -12,9 +12,8 @@ A file read back is checked before use (:func:`load_or_rebuild`, :func:`read_jso
 ``<name>.damaged``, never deleted) with one log line naming it and saying what happens
 instead.
 
-A full disk or quota (``ENOSPC``, ``EDQUOT``, SQLite's "database or disk is full") is
-recognised anywhere in an error's chain by :func:`disk_full` and reported as
-:class:`DiskFull`: one line saying the disk is full and where.
+A write that meets a full disk or quota raises :class:`pipeline.errors.DiskFull` naming the
+file; the job's outcome reports it in one line.
 """
 
 from __future__ import annotations
@@ -28,39 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from pipeline.errors import FULL_ERRNOS, DamagedFile, DiskFull, causes
+from pipeline.errors import DamagedFile, DiskFull
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# How libraries that drop the errno say it (SQLite through SQLAlchemy, MLflow's server).
-FULL_WORDS = ("no space left on device", "disk quota exceeded", "database or disk is full")
 SEALED_MAGIC = b"seq2seq-sealed 1\n"
-
-
-def disk_full(err: BaseException | None) -> bool:
-    """True when ``err`` (or an error it was raised from) says the disk or a quota is full."""
-    for e in causes(err):
-        if isinstance(e, DiskFull):
-            return True
-        if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
-            return True
-        if any(words in str(e).lower() for words in FULL_WORDS):
-            return True
-    return False
-
-
-def as_disk_full(err: BaseException, where: str | os.PathLike | None = None,
-                 store: str | None = None) -> DiskFull:
-    """``err`` as a :class:`DiskFull` naming where: the file the error names, else the
-    tracking ``store`` for a database error, else ``where``."""
-    for e in causes(err):
-        if isinstance(e, DiskFull):
-            return e
-    if store and any("database or disk is full" in str(e) for e in causes(err)):
-        return DiskFull(f"the tracking store {store}", err)
-    named = next((e.filename for e in causes(err)
-                  if isinstance(e, OSError) and e.filename), None)
-    return DiskFull(named or where or "a file", err)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str = "wb") -> Path:
@@ -79,7 +50,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str 
     except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if disk_full(err):
+        if DiskFull.of(err):
             raise DiskFull(path, err) from err
         raise
     with contextlib.suppress(OSError):  # the rename itself survives a power cut

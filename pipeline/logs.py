@@ -34,7 +34,6 @@ import sys
 import warnings
 
 from pipeline.errors import DiskFull
-from pipeline.files import disk_full
 
 WARNINGS = (
     r"`\.(fit|validate|test)\(ckpt_path=None\)` was called without a model",
@@ -102,7 +101,7 @@ class _DropDiskFull(logging.Filter):
     it; a full disk is then reported once, in one line, by the job."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and disk_full(record.exc_info[1]))
+        return not (record.exc_info and DiskFull.of(record.exc_info[1]))
 
 
 class _Drop(logging.Filter):
@@ -152,7 +151,7 @@ class JobLogFile(logging.FileHandler):
 
     def handleError(self, record: logging.LogRecord) -> None:
         err = sys.exc_info()[1]
-        if not disk_full(err):
+        if not DiskFull.of(err):
             return super().handleError(record)
         if not JobLogFile.warned:
             JobLogFile.warned = True

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from pipeline.files import as_disk_full, disk_full
+from pipeline.errors import DiskFull
 from pipeline.tracking.naming import flatten
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def record_failure(client: MlflowClient, run_id: str, err: BaseException) -> Non
         step = getattr(err, "step", None)
         if step is not None:
             client.set_tag(run_id, "error.step", str(step))
-        if disk_full(err):
+        if DiskFull.of(err):
             client.set_tag(run_id, "error.disk_full", "true")
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -111,10 +111,10 @@ def record_failure(client: MlflowClient, run_id: str, err: BaseException) -> Non
         killed = isinstance(err, KeyboardInterrupt | SIGTERMException | SystemExit)
         client.set_terminated(run_id, "KILLED" if killed else "FAILED")
     except Exception as store:
-        if not disk_full(store):
+        if not DiskFull.of(store):
             raise
         log.error("run %s stays RUNNING: the tracking store could not record its end (%s); "
-                  "a resumed sweep continues it", run_id, as_disk_full(store, "the tracking store"))
+                  "a resumed sweep continues it", run_id, DiskFull.of(store, "the tracking store"))
 
 
 # Every model the project logs carries the ``pipeline`` package as code (MLflow's

@@ -8,6 +8,7 @@ uploads the checkpoints as its parent does but leaves the run's status to its ow
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 from pathlib import Path
@@ -17,7 +18,6 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.files import disk_full
 from pipeline.tracking.handoff import sweep_info
 from pipeline.tracking.naming import (
     candidate_hash,
@@ -29,6 +29,7 @@ from pipeline.tracking.naming import (
 )
 from pipeline.tracking.store import server_gone
 
+log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -58,9 +59,13 @@ class RunLogger(MLFlowLogger):
         for callback in [c for c in callbacks if c.monitor] or callbacks:
             try:
                 self._scan_and_log_checkpoints(callback)
-            except Exception as err:  # after a failure, on a full disk: the checkpoints
-                if status != "failed" or not disk_full(err):  # stay in the run folder, and
-                    raise  # the error that stopped training is the one reported
+            except Exception as err:
+                if status != "failed":
+                    raise
+                # The error that stopped training is the one reported; the checkpoints stay
+                # in the run folder.
+                log.warning("checkpoints not logged after the failure (%s: %s)",
+                            type(err).__name__, err, extra={"console": False})
                 return
 
     @property

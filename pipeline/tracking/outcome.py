@@ -28,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from pipeline.errors import ONE_LINE, ConfigError, DiskFull, Pruned
-from pipeline.files import as_disk_full, disk_full, read_json, write_json
+from pipeline.files import read_json, write_json
 from pipeline.tracking.handoff import in_sweep
 from pipeline.tracking.naming import candidate_name
 
@@ -59,9 +59,7 @@ class JobOutcome(AbstractContextManager):
         if isinstance(err, Pruned) and sweep:
             self._record("PRUNED", str(err))
             return True
-        if disk_full(err) and not isinstance(err, DiskFull):
-            err = as_disk_full(err, self.cfg.paths.output_dir,
-                               self.cfg.logger.tracking_uri)
+        err = DiskFull.of(err, self.cfg.paths.output_dir, self.cfg.logger.tracking_uri) or err
         status = next((s for k, s in ONE_LINE.items() if isinstance(err, k)), None)
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or not (sweep or status):
             return False

@@ -37,7 +37,6 @@ from omegaconf import DictConfig
 
 from pipeline.checkpoints import newest_loadable
 from pipeline.errors import DiskFull, Pruned, RankLost, TrackingServerGone
-from pipeline.files import as_disk_full, disk_full
 from pipeline.tracking import artifacts, resume
 from pipeline.tracking.logger import checkpoint_dir, make_logger
 from pipeline.tracking.store import ensure_experiment, open_store, server_gone
@@ -135,8 +134,8 @@ def tracked_run(cfg: DictConfig, trainer, datamodule, previous: Run | None,
         gone = server_gone(uri)
         if gone:  # nothing more can be recorded; say so in one line
             raise TrackingServerGone(uri, err, checkpoint_dir(cfg) or cfg.paths.run_dir) from err
-        if isinstance(err, Exception) and disk_full(err) and not isinstance(err, DiskFull):
-            full = as_disk_full(err, cfg.paths.output_dir, uri)  # says where, in one line
+        full = DiskFull.of(err, cfg.paths.output_dir, uri)  # says where, in one line
+        if isinstance(err, Exception) and full is not None and full is not err:
             artifacts.record_failure(client, run_id, full)
             raise full from err
         if rank_lost(err, trainer.world_size):

@@ -24,7 +24,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import DiskFull
-from pipeline.files import as_disk_full, disk_full
 from pipeline.tracking.handoff import SweepInfo, sweep_info_in, write_sweep_info
 from pipeline.tracking.naming import override_key, override_values
 from pipeline.tracking.outcome import failed_job_dirs
@@ -265,11 +264,11 @@ class MLflowSweepCallback(Callback):
             client.set_tag(self.parent_id, "failed_jobs", str(failed_jobs))
             client.set_terminated(self.parent_id, "FAILED" if failed_jobs else "FINISHED")
         except Exception as err:
-            if not disk_full(err):
+            if not DiskFull.of(err):
                 raise
             log.error("%s: the sweep's summary is incomplete and its parent run %s may stay "
                       "RUNNING; free some space and resume it with sweep_id=%s",
-                      as_disk_full(err, sweep_dir, self.tracking_uri), self.parent_id,
+                      DiskFull.of(err, sweep_dir, self.tracking_uri), self.parent_id,
                       self.parent_id)
             return max(1, failed_jobs)
         self._say_where(result, runs, sweep_dir, failed_jobs)

@@ -4,8 +4,10 @@ tmpfs) fails whole, naming the file."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,31 @@ def test_a_write_on_a_full_disk_fails_whole_and_names_the_file(small_disk):
         write_sealed(target, b"new" * 100_000)
     assert read_sealed(target) == b"old" * 100  # the previous file, whole
     assert sorted(p.name for p in small_disk.iterdir()) == ["cache.bin", "filler.bin"]
+
+
+def _raised_from(cause: BaseException) -> BaseException:
+    try:
+        try:
+            raise cause
+        except BaseException as inner:
+            raise RuntimeError("a library's wrapper") from inner
+    except RuntimeError as outer:
+        return outer
+
+
+def test_a_full_disk_is_recognised_anywhere_in_an_error_chain_and_named():
+    assert DiskFull.of(ValueError("no such column")) is None
+    assert DiskFull.of(_raised_from(OSError(errno.EACCES, "Permission denied", "/x"))) is None
+    full = DiskFull.of(_raised_from(OSError(errno.ENOSPC, "No space left", "/out/a.ckpt")),
+                       "/out")
+    assert str(full) == "the disk is full (No space left on device): could not write /out/a.ckpt"
+    quota = DiskFull.of(_raised_from(OSError(errno.EDQUOT, "quota")), "/out")
+    assert str(quota).startswith("the disk is full (Disk quota exceeded)") and quota.where == "/out"
+    store = DiskFull.of(_raised_from(sqlite3.OperationalError("database or disk is full")),
+                        "/out", "sqlite:///out/mlflow.db")
+    assert store.where == "the tracking store sqlite:///out/mlflow.db"
+    already = DiskFull("/out/job.json")
+    assert DiskFull.of(_raised_from(already), "/elsewhere") is already
 
 
 @pytest.mark.parametrize("how", [*DAMAGES, "one byte changed"])
