@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pipeline.data.tasks import TASKS
+from pipeline.data.tasks.files import FilesSettings
 from pipeline.data.tasks.files import check_settings as check_files
 from pipeline.errors import ConfigError
 from pipeline.models.seq2seq import DEPTH_RULE, Switches, split_depth
@@ -101,30 +102,11 @@ class CO2DataConfig(DataConfig):
 
 
 @dataclass
-class FilesDataConfig(DataConfig):
-    """The user's own files (``pipeline/data/tasks/files.py``); sizes are caps."""
+class FilesDataConfig(FilesSettings, DataConfig):
+    """The user's own files: ``pipeline.data.tasks.files.FilesSettings``, each declared once
+    there; the split sizes are caps."""
 
     task: str = "files"
-    train: Any = None  # a file, or a [source, target] pair of line-aligned text files
-    val: Any = None  # null (with test null): split train by a hash of the source
-    test: Any = None
-    format: str = "auto"
-    header: bool = True
-    source: Any = "source"  # column or field name; a 0-based position without a header
-    target: Any = "target"
-    tokenizer: str = "chars"
-    source_tokenizer: str | None = None
-    target_tokenizer: str | None = None
-    subword_vocab_size: int = 8000
-    min_freq: int = 1
-    max_vocab_size: int | None = None
-    max_len: int = 200
-    val_fraction: float = 0.05
-    test_fraction: float = 0.05
-    split_salt: str = "split"
-    dataset: str | None = None  # a Hugging Face dataset (Hub name or local folder)
-    dataset_config: str | None = None
-    revision: str | None = None
 
 
 DATA_SCHEMAS = {

@@ -27,11 +27,10 @@ the log; validation and test pairs are never dropped.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +61,34 @@ class TextSplit:
     references: list[list[str]] | None = None
 
 
+@dataclass
+class FilesSettings:
+    """``data=files``'s settings, each declared once, here: its name, type and default. The
+    data group's typed config extends it (``pipeline/config.py``); :class:`Files` takes them
+    by keyword."""
+
+    train: Any = None  # a file, or a [source, target] pair of line-aligned text files
+    val: Any = None  # null (with test null): split train by a hash of the source
+    test: Any = None
+    format: str = "auto"
+    header: bool = True
+    source: Any = "source"  # column or field name; a 0-based position without a header
+    target: Any = "target"
+    tokenizer: str = "chars"
+    source_tokenizer: str | None = None  # null: tokenizer
+    target_tokenizer: str | None = None
+    subword_vocab_size: int = 8000
+    min_freq: int = 1
+    max_vocab_size: int | None = None
+    max_len: int = 200
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05
+    split_salt: str = "split"
+    dataset: str | None = None  # a Hugging Face dataset (Hub name or local folder)
+    dataset_config: str | None = None
+    revision: str | None = None
+
+
 class Files(TokenTask):
     """Pairs of texts from the user's files; tokenised per side (:mod:`tokenize`).
 
@@ -72,49 +99,27 @@ class Files(TokenTask):
     ``max_vocab_size`` bound each side's vocabulary (the rest reads as ``<unk>``).
     """
 
-    def __init__(
-        self,
-        train: str | Sequence[str] | None = None,
-        val: str | Sequence[str] | None = None,
-        test: str | Sequence[str] | None = None,
-        format: str = "auto",
-        header: bool = True,
-        source: str | int = "source",
-        target: str | int = "target",
-        tokenizer: str = "chars",
-        source_tokenizer: str | None = None,
-        target_tokenizer: str | None = None,
-        subword_vocab_size: int = 8000,
-        min_freq: int = 1,
-        max_vocab_size: int | None = None,
-        max_len: int = 200,
-        val_fraction: float = 0.05,
-        test_fraction: float = 0.05,
-        split_salt: str = "split",
-        dataset: str | None = None,
-        dataset_config: str | None = None,
-        revision: str | None = None,
-    ):
-        self.format, self.header = format, header
-        self.dataset = None if dataset is None else (dataset, dataset_config, revision)
-        self.columns = (source, target)
-        self.min_freq, self.max_vocab_size, self.max_len = min_freq, max_vocab_size, max_len
-        self.fractions, self.salt = (val_fraction, test_fraction), split_salt
-        check_options(format, tokenizer, source_tokenizer, target_tokenizer, subword_vocab_size,
-                      min_freq, max_vocab_size, max_len, val_fraction, test_fraction)
-        if (val is None) != (test is None):
-            raise ConfigError(("data.val", "data.test"), (val, test), "both files, or both "
+    def __init__(self, **settings: Any):
+        s = FilesSettings(**settings)
+        self.format, self.header = s.format, s.header
+        self.dataset = None if s.dataset is None else (s.dataset, s.dataset_config, s.revision)
+        self.columns = (s.source, s.target)
+        self.min_freq, self.max_vocab_size, self.max_len = s.min_freq, s.max_vocab_size, s.max_len
+        self.fractions, self.salt = (s.val_fraction, s.test_fraction), s.split_salt
+        check_options(s)
+        if (s.val is None) != (s.test is None):
+            raise ConfigError(("data.val", "data.test"), (s.val, s.test), "both files, or both "
                               "null to split data.train by a hash of the source")
-        if dataset is not None and train is not None:
-            raise ConfigError(("data.dataset", "data.train"), (dataset, train), "one of them: "
-                              "a Hugging Face dataset, or your files")
-        self.files = {} if dataset is not None else {
-            name: split_files(f"data.{name}", value, format)
-            for name, value in (("train", train), ("val", val), ("test", test))
+        if s.dataset is not None and s.train is not None:
+            raise ConfigError(("data.dataset", "data.train"), (s.dataset, s.train), "one of "
+                              "them: a Hugging Face dataset, or your files")
+        self.files = {} if s.dataset is not None else {
+            name: split_files(f"data.{name}", value, s.format)
+            for name, value in (("train", s.train), ("val", s.val), ("test", s.test))
             if value is not None or name == "train"}
         self.tokenizers: tuple[Tokenizer, Tokenizer] = (
-            make_tokenizer(source_tokenizer or tokenizer, subword_vocab_size),
-            make_tokenizer(target_tokenizer or tokenizer, subword_vocab_size))
+            make_tokenizer(s.source_tokenizer or s.tokenizer, s.subword_vocab_size),
+            make_tokenizer(s.target_tokenizer or s.tokenizer, s.subword_vocab_size))
         self.digests: dict[Path, str] = {}  # each file read once for its content digest
 
     # -- what the data module asks ------------------------------------------------------
@@ -247,32 +252,33 @@ def check_settings(data) -> None:
     """Refuse ``data=files`` settings that cannot work, and files that are not there, as
     :class:`Files` does when built; ``data`` is the data config. Called by
     :func:`pipeline.config.validate`, before Hydra's ``instantiate`` would wrap the line."""
-    names = inspect.signature(Files.__init__).parameters
-    Files(**{name: data[name] for name in names if name != "self" and name in data})
+    Files(**{f.name: data[f.name] for f in fields(FilesSettings) if f.name in data})
 
 
-def check_options(fmt, tokenizer, source_tokenizer, target_tokenizer, subword_vocab_size,
-                  min_freq, max_vocab_size, max_len, val_fraction, test_fraction) -> None:
+def check_options(s: FilesSettings) -> None:
     """Refuse option values that cannot work, naming the key."""
     def check(ok, key, value, allowed):
         if not ok:
             raise ConfigError(key, value, allowed)
 
-    check(fmt in FORMATS, "data.format", fmt, f"one of {', '.join(FORMATS)}")
-    for key, value in (("tokenizer", tokenizer), ("source_tokenizer", source_tokenizer),
-                       ("target_tokenizer", target_tokenizer)):
+    check(s.format in FORMATS, "data.format", s.format, f"one of {', '.join(FORMATS)}")
+    for key in ("tokenizer", "source_tokenizer", "target_tokenizer"):
+        value = getattr(s, key)
         check(value in TOKENIZERS or (value is None and key != "tokenizer"), f"data.{key}",
               value, f"one of {', '.join(TOKENIZERS)}"
               + ("" if key == "tokenizer" else " (null: data.tokenizer)"))
-    check(subword_vocab_size >= 8, "data.subword_vocab_size", subword_vocab_size, "an int >= 8")
-    check(min_freq >= 1, "data.min_freq", min_freq, "an int >= 1")
-    check(max_vocab_size is None or max_vocab_size >= 1, "data.max_vocab_size", max_vocab_size,
-          "null (no cap) or an int >= 1")
-    check(max_len >= 1, "data.max_len", max_len, "an int >= 1 (tokens per side)")
-    for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+    check(s.subword_vocab_size >= 8, "data.subword_vocab_size", s.subword_vocab_size,
+          "an int >= 8")
+    check(s.min_freq >= 1, "data.min_freq", s.min_freq, "an int >= 1")
+    check(s.max_vocab_size is None or s.max_vocab_size >= 1, "data.max_vocab_size",
+          s.max_vocab_size, "null (no cap) or an int >= 1")
+    check(s.max_len >= 1, "data.max_len", s.max_len, "an int >= 1 (tokens per side)")
+    for key in ("val_fraction", "test_fraction"):
+        value = getattr(s, key)
         check(0.0 < value < 1.0, f"data.{key}", value, "a share in (0, 1)")
-    check(val_fraction + test_fraction < 1.0, ("data.val_fraction", "data.test_fraction"),
-          (val_fraction, test_fraction), "their sum must stay below 1 to leave a train split")
+    check(s.val_fraction + s.test_fraction < 1.0, ("data.val_fraction", "data.test_fraction"),
+          (s.val_fraction, s.test_fraction), "their sum must stay below 1 to leave a train "
+          "split")
 
 
 def note_fewer_pieces(side: str, tokenizer: Subword, max_vocab_size: int | None,
