@@ -100,15 +100,15 @@ gpu-check: $(NEEDS)  ## On an NVIDIA GPU: the gpu tests and the GPU benchmark, o
 	$(PY) -m bench --gpu-check
 
 test: $(NEEDS) system-deps  ## Lint and run the test suite
-	$(PY) -m ruff check pipeline bench tests
+	$(PY) -m ruff check pipeline bench tests examples
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(NEEDS)  ## Lint and the fast tests (no end-to-end runs): under a minute
-	$(PY) -m ruff check pipeline bench tests
+	$(PY) -m ruff check pipeline bench tests examples
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(NEEDS)  ## ruff
-	$(PY) -m ruff check pipeline bench tests
+	$(PY) -m ruff check pipeline bench tests examples
 
 clean:  ## Remove outputs (runs, MLflow store, data cache); keeps .venv
 	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
