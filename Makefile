@@ -99,12 +99,10 @@ results: $(NEEDS)  ## Re-run the quick recipes and print each figure beside docs
 gpu-check: $(NEEDS)  ## On an NVIDIA GPU: the gpu tests and the GPU benchmark, one table
 	$(PY) -m bench --gpu-check
 
-test: $(NEEDS) system-deps  ## Lint and run the test suite
-	$(PY) -m ruff check pipeline bench tests examples
+test: lint system-deps  ## Lint and run the test suite
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: $(NEEDS)  ## Lint and the fast tests (no end-to-end runs): under a minute
-	$(PY) -m ruff check pipeline bench tests examples
+test-fast: lint  ## Lint and the fast tests (no end-to-end runs): under a minute
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(NEEDS)  ## ruff
